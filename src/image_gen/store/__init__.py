@@ -1,0 +1,1 @@
+"""Persistence: the SQL registry and the content-addressed artifact store."""
