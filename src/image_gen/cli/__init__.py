@@ -1,0 +1,63 @@
+"""The ``image-gen`` command: a thin shell over the library. One module per command group.
+
+Commands are listed in ``COMMANDS`` as ``name -> "module:attribute"`` and imported only when used, so
+``image-gen --help`` stays fast. ``generate`` is the default command: options given without a command go to it.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import import_module
+from typing import Any
+
+import click
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: ("module:attribute", one-line help shown by --help without importing the module)
+    "generate": ("image_gen.cli.generate_cmd:generate", "Render prompts with one model (the default command)."),
+    "run": ("image_gen.cli.run_cmd:run", "Run a pipeline config on one or more briefs."),
+    "approve": ("image_gen.cli.run_cmd:approve", "Approve a gated stage and continue the run."),
+    "reject": ("image_gen.cli.run_cmd:reject", "Reject a run waiting at a gate."),
+    "resume": ("image_gen.cli.run_cmd:resume", "Finish an interrupted run without repeating finished stages."),
+    "runs": ("image_gen.cli.runs_cmd:runs", "List, show, search and compare recorded runs."),
+    "models": ("image_gen.cli.models_cmd:models", "List the model catalog."),
+    "config": ("image_gen.cli.config_cmd:config", "Check a config file or print its JSON Schema."),
+}
+
+
+class ImageGenGroup(click.Group):
+    """A group whose commands load lazily and whose default command is ``generate``."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        if ctx.resilient_parsing or "--help" in sys.argv[1:2] or (len(sys.argv) < 2):
+            # Listing help: show the short help without importing the command module.
+            return click.Command(cmd_name, help=COMMANDS[cmd_name][1], short_help=COMMANDS[cmd_name][1])
+        module, _, attr = COMMANDS[cmd_name][0].partition(":")
+        cmd: click.Command = getattr(import_module(module), attr)
+        return cmd
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in COMMANDS and args[0].startswith("-") and args[0] not in ("--help", "-h",
+                                                                                             "--version"):
+            args = ["generate", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=ImageGenGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="image-gen")
+def cli() -> None:
+    """image-gen: staged, QA-checked, budgeted image generation with an experiment registry.
+
+    Exit codes: 0 ok, 1 failed work, 2 bad input.
+    """
+
+
+def main(argv: list[str] | None = None) -> Any:
+    from image_gen.cli._common import run_cli
+
+    return run_cli(cli, argv)
