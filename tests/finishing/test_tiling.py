@@ -171,3 +171,46 @@ def test_to_uint8_rounds_and_clips_band_by_band() -> None:
 
 def test_module_docstring_examples() -> None:
     assert doctest.testmod(tiling).failed == 0
+
+
+@pytest.mark.parametrize(("width", "height", "tile_size", "overlap"),
+                         [(1000, 777, 256, 32), (600, 300, 512, 32), (130, 500, 64, 8), (100, 100, 128, 0)])
+def test_core_is_exactly_the_part_no_other_tile_covers(width: int, height: int, tile_size: int,
+                                                        overlap: int) -> None:
+    plan = TilePlan(width, height, tile_size, overlap)
+    cover = _coverage(width, height, plan.tiles)
+    for t in plan:
+        c = plan.core(t)
+        assert t.x0 <= c.x0 and c.x1 <= t.x1 and t.y0 <= c.y0 and c.y1 <= t.y1
+        inside = np.zeros_like(cover, dtype=bool)
+        inside[c.rows, c.cols] = True
+        tile_mask = np.zeros_like(inside)
+        tile_mask[t.rows, t.cols] = True
+        assert (cover[inside] == 1).all()
+        assert (cover[tile_mask & ~inside] > 1).all()
+
+
+@pytest.mark.parametrize("kind", ["cosine", "gaussian"])
+@pytest.mark.parametrize("normalised", [False, True])
+def test_copying_the_core_gives_the_same_canvas_as_weighting_it(kind: str, normalised: bool) -> None:
+    height, width = 333, 517
+    plan = TilePlan(width, height, 128, 16)
+    results = []
+    for use_core in (False, True):
+        acc = TileAccumulator(width, height, 2, normalised=normalised)
+        pairs = (plan.normalised_weights(kind) if normalised
+                 else ((t, plan.raw_weights(t, kind)) for t in plan))
+        for i, (t, w) in enumerate(pairs):
+            # Every tile differs (as model tiles do), so a wrong copy region would show.
+            tile_rng = np.random.default_rng(i)
+            arr = tile_rng.integers(0, 256, size=(t.height, t.width, 2)).astype(np.uint8)
+            acc.add(t, arr, w, core=plan.core(t) if use_core else None)
+        results.append(acc.result().copy())
+    np.testing.assert_allclose(results[1], results[0], atol=1e-3)
+
+
+def test_interior_tiles_share_one_read_only_weights_array() -> None:
+    plan = TilePlan(8 * 480 + 32, 8 * 480 + 32, 512, 32)
+    weights = [w for _, w in plan.normalised_weights()]
+    assert len({id(w) for w in weights}) == 9, "corner, edge and interior profiles: 3 x 3 distinct arrays"
+    assert not weights[0].flags.writeable

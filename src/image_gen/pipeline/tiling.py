@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -224,14 +224,42 @@ class TilePlan:
         """Each tile with weights divided by the plan's weight sum: over all tiles they add to 1 everywhere.
 
         The plan is a grid and the weights separable, so the sum is the product of the per-axis sums and is
-        computed on two vectors, never on a full canvas. Row and column factors are computed once.
+        computed on two vectors, never on a full canvas. Tiles with the same row and column profiles (every
+        interior tile of an evenly spread plan) share one read-only weights array.
         """
         xs, ys = self.x_spans, self.y_spans
         wx = _normalised_axis(xs, self.width, self.overlap, kind)
         wy = _normalised_axis(ys, self.height, self.overlap, kind)
+        cache: dict[tuple[bytes, bytes], npt.NDArray[np.float32]] = {}
         for j, (y0, y1) in enumerate(ys):
             for i, (x0, x1) in enumerate(xs):
-                yield Tile(x0, y0, x1, y1), np.outer(wy[j], wx[i]).astype(np.float32, copy=False)
+                key = (wy[j].tobytes(), wx[i].tobytes())
+                w = cache.get(key)
+                if w is None:
+                    w = np.outer(wy[j], wx[i]).astype(np.float32, copy=False)
+                    w.flags.writeable = False
+                    cache[key] = w
+                yield Tile(x0, y0, x1, y1), w
+
+    def core(self, tile: Tile) -> Tile:
+        """The part of ``tile`` that no other tile covers (empty where ``x0 >= x1`` or ``y0 >= y1``).
+
+        Pass it to :meth:`TileAccumulator.add` so the accumulator copies it instead of weighting and adding.
+        """
+        return _core_tile(self.x_spans, self.y_spans, tile)
+
+
+def _core_axis(spans: list[tuple[int, int]], a: int, b: int) -> tuple[int, int]:
+    i = spans.index((a, b))
+    lo = spans[i - 1][1] if i > 0 else a
+    hi = spans[i + 1][0] if i + 1 < len(spans) else b
+    return max(lo, a), min(hi, b)
+
+
+def _core_tile(xs: list[tuple[int, int]], ys: list[tuple[int, int]], tile: Tile) -> Tile:
+    cx0, cx1 = _core_axis(xs, tile.x0, tile.x1)
+    cy0, cy1 = _core_axis(ys, tile.y0, tile.y1)
+    return Tile(cx0, cy0, cx1, cy1)
 
 
 class TileAccumulator:
@@ -273,11 +301,14 @@ class TileAccumulator:
             self._scratch = np.empty(size, dtype=np.float32)
         return self._scratch[:size].reshape(shape)
 
-    def add(self, tile: Tile, array: npt.ArrayLike, weights: npt.NDArray[np.floating]) -> None:
+    def add(self, tile: Tile, array: npt.ArrayLike, weights: npt.NDArray[np.floating], *,
+            core: Tile | None = None) -> None:
         """Add ``array * weights`` into the canvas at ``tile``.
 
         ``array`` has the canvas layout and the tile's size (any numeric dtype; uint8 tiles are fine);
-        ``weights`` has shape ``(tile.height, tile.width)``.
+        ``weights`` has shape ``(tile.height, tile.width)``. ``core`` (canvas coordinates, inside ``tile``) is
+        a box the caller guarantees no other tile covers (:meth:`TilePlan.core`): there the array is copied
+        rather than weighted and added, which is most of a tile and most of the time.
         """
         if self._done:
             raise RuntimeError("result() was already taken; the canvas is normalised")
@@ -290,13 +321,36 @@ class TileAccumulator:
         w = np.asarray(weights, dtype=np.float32)
         if w.shape != (tile.height, tile.width):
             raise ValueError(f"weights have shape {w.shape}, expected {(tile.height, tile.width)}")
-        wb = w[:, :, None] if self.layout == "hwc" else w
-        scratch = self._scratch_for(view.shape)
-        np.multiply(arr, wb, out=scratch, casting="unsafe")
-        np.add(view, scratch, out=view)
-        if self.weight_sum is not None:
-            ws = self.weight_sum[tile.rows, tile.cols]
-            np.add(ws, w, out=ws)
+        ws = None if self.weight_sum is None else self.weight_sum[tile.rows, tile.cols]
+        if core is None or core.x0 >= core.x1 or core.y0 >= core.y1:
+            self._weighted_add(view, arr, w, ws, slice(None), slice(None))
+            return
+        if not (tile.x0 <= core.x0 and core.x1 <= tile.x1 and tile.y0 <= core.y0 and core.y1 <= tile.y1):
+            raise ValueError(f"core {core} is not inside {tile}")
+        r0, r1, c0, c1 = core.y0 - tile.y0, core.y1 - tile.y0, core.x0 - tile.x0, core.x1 - tile.x0
+        inner = (slice(r0, r1), slice(c0, c1))
+        self._sub(view, *inner)[...] = self._sub(arr, *inner)
+        if ws is not None:
+            ws[inner] = 1.0
+        h, wd = tile.height, tile.width
+        for rows, cols in ((slice(0, r0), slice(0, wd)), (slice(r1, h), slice(0, wd)),
+                           (slice(r0, r1), slice(0, c0)), (slice(r0, r1), slice(c1, wd))):
+            if rows.start < rows.stop and cols.start < cols.stop:
+                self._weighted_add(view, arr, w, ws, rows, cols)
+
+    def _sub(self, a: npt.NDArray[Any], rows: slice, cols: slice) -> npt.NDArray[Any]:
+        return a[:, rows, cols] if self.layout == "chw" else a[rows, cols]
+
+    def _weighted_add(self, view: npt.NDArray[np.float32], arr: npt.NDArray[Any], w: npt.NDArray[np.float32],
+                      ws: npt.NDArray[np.float32] | None, rows: slice, cols: slice) -> None:
+        dst, src, wsub = self._sub(view, rows, cols), self._sub(arr, rows, cols), w[rows, cols]
+        wb = wsub[:, :, None] if self.layout == "hwc" else wsub
+        scratch = self._scratch_for(dst.shape)
+        np.multiply(src, wb, out=scratch, casting="unsafe")
+        np.add(dst, scratch, out=dst)
+        if ws is not None:
+            wsv = ws[rows, cols]
+            np.add(wsv, wsub, out=wsv)
 
     def result(self) -> npt.NDArray[np.float32]:
         """The blended canvas (float32; the canvas itself, normalised in place), after every add."""
