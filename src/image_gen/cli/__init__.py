@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "runs": ("image_gen.cli.runs_cmd:runs", "List, show, search and compare recorded runs."),
     "models": ("image_gen.cli.models_cmd:models", "List the model catalog."),
     "config": ("image_gen.cli.config_cmd:config", "Check a config file or print its JSON Schema."),
+    "providers": ("image_gen.cli.providers_cmd:providers", "Say which providers are configured (never a key)."),
 }
 
 

@@ -1,0 +1,361 @@
+"""Google image models through the official ``google-genai`` SDK (pinned: google-genai==3.6.1).
+
+- Gemini image models (``gemini-2.5-flash-image``, ``gemini-3.1-flash-image``, ``gemini-3-pro-image``):
+  ``client.models.generate_content`` with ``response_modalities=["IMAGE"]``; image bytes come back as inline
+  data parts. ``img2img`` sends the input image as a part before the prompt (the model edits it; Gemini has no
+  strength knob, so the stage's strength is recorded, not sent). Width/height map to the nearest offered
+  ``aspect_ratio``; ``image_size`` (1K/2K/4K, from the larger side) is sent to the Gemini 3 models only.
+- Imagen 4 (``imagen-4.0-*``): ``client.models.generate_images``. In Gemini-API mode SDK 3.6.1 refuses that
+  call client-side (Vertex only), so the provider then sends the documented ``:predict`` body through the
+  SDK's own API client (same base URL, key header and error types). Imagen 4 is retired: a 404/NOT_FOUND for a
+  retired catalog model raises ``BadRequest`` naming the catalog's successor.
+- Errors: ``google.genai.errors.APIError`` by code (400 -> BadRequest, or AuthenticationFailed when the key is
+  invalid; 401/403 -> AuthenticationFailed; 404 -> BadRequest; 429 -> RateLimited with the RetryInfo delay;
+  5xx -> Transient); httpx timeouts and dropped connections -> Transient. Safety finish reasons and blocked
+  prompts -> ContentFiltered. The SDK's own retries stay off (``retry_options`` unset: one attempt).
+- Base URL: ``settings.base_url``, else the SDK's ``GOOGLE_GEMINI_BASE_URL``. Key: ``GEMINI_API_KEY`` or
+  ``GOOGLE_API_KEY``. Cost: ``cost_usd=None`` (catalog price); token counts are recorded in the metadata.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import threading
+import time
+import warnings
+from typing import Any, Literal
+
+import httpx
+
+from image_gen.providers import _http
+from image_gen.providers.base import (
+    AuthenticationFailed,
+    BadRequest,
+    ContentFiltered,
+    GeneratedImage,
+    ImageRequest,
+    ImageResult,
+    NotConfigured,
+    ProviderError,
+    ProviderSettings,
+    RateLimited,
+    Transient,
+)
+
+VENDOR = "google"
+SDK_VERSION = "3.6.1"
+GEMINI_RATIOS = [(1, 1), (2, 3), (3, 2), (3, 4), (4, 3), (4, 5), (5, 4), (9, 16), (16, 9), (21, 9)]
+IMAGEN_RATIOS = [(1, 1), (3, 4), (4, 3), (9, 16), (16, 9)]
+SAFETY_REASONS = {
+    "SAFETY",
+    "PROHIBITED_CONTENT",
+    "BLOCKLIST",
+    "SPII",
+    "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT",
+}
+
+
+def _key() -> str | None:
+    return os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY") or None
+
+
+class GoogleProvider:
+    """Imagen 4 and the Gemini image models through ``google-genai``."""
+
+    name = "google"
+
+    def __init__(self, settings: ProviderSettings | None = None) -> None:
+        self.settings = settings or ProviderSettings()
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(max(1, self.settings.max_concurrency))
+
+    def is_configured(self) -> bool:
+        return _key() is not None
+
+    def _sdk(self, key: str) -> Any:
+        with self._client_lock:
+            if self._client is None:
+                from google import genai
+                from google.genai import types
+
+                http = types.HttpOptions(
+                    base_url=self.settings.base_url or None,
+                    timeout=int(self.settings.timeout_s * 1000),
+                    httpx_client=self.settings.http_client
+                    or httpx.Client(
+                        timeout=httpx.Timeout(
+                            self.settings.timeout_s, connect=self.settings.connect_timeout_s
+                        )
+                    ),
+                )
+                self._client = genai.Client(api_key=key, http_options=http)
+            return self._client
+
+    # -- the contract --------------------------------------------------------------------------------
+    def generate(self, request: ImageRequest) -> ImageResult:
+        key = _key()
+        if key is None:
+            raise NotConfigured("google: set GEMINI_API_KEY (or GOOGLE_API_KEY)")
+        if request.operation == "upscale":
+            raise BadRequest(f"google: {request.model} does not upscale")
+        client = self._sdk(key)
+        opts = {**self.settings.options, **dict(request.options)}
+        started = time.monotonic()
+        with self._slots, self._errors(request):
+            if request.vendor_model.startswith("imagen"):
+                result = self._imagen(client, request, opts)
+            else:
+                result = self._gemini(client, request, opts)
+        result.latency_s = time.monotonic() - started
+        return result
+
+    # -- Gemini image models -------------------------------------------------------------------------
+    def _gemini(self, client: Any, request: ImageRequest, opts: dict[str, Any]) -> ImageResult:
+        from google.genai import types
+
+        contents: list[Any] = []
+        if request.operation == "img2img":
+            if not request.init_image:
+                raise BadRequest("google: image-to-image needs an input image")
+            contents.append(
+                types.Part.from_bytes(data=request.init_image, mime_type=_http.mime_of(request.init_image))
+            )
+        contents.append(request.prompt)
+        image_cfg: dict[str, Any] = {}
+        asked = _http.asked_ratio(
+            request.width, request.height, opts.get("aspect_ratio") or request.aspect_ratio
+        )
+        if asked is not None:
+            w, h = _http.nearest_ratio(asked[0], asked[1], GEMINI_RATIOS)
+            image_cfg["aspect_ratio"] = f"{w}:{h}"
+        if opts.get("image_size"):
+            image_cfg["image_size"] = str(opts["image_size"])
+        elif request.vendor_model.startswith("gemini-3") and request.width and request.height:
+            side = max(request.width, request.height)
+            image_cfg["image_size"] = "1K" if side <= 1024 else "2K" if side <= 2048 else "4K"
+        config = types.GenerateContentConfig(
+            response_modalities=["IMAGE"],
+            candidate_count=None if request.num_images == 1 else request.num_images,
+            seed=None if request.seed is None else request.seed % 2147483648,
+            image_config=types.ImageConfig(**image_cfg) if image_cfg else None,
+        )
+        response = client.models.generate_content(
+            model=request.vendor_model, contents=contents, config=config
+        )
+        return self._gemini_result(request, response, image_cfg)
+
+    @staticmethod
+    def _gemini_result(request: ImageRequest, response: Any, image_cfg: dict[str, Any]) -> ImageResult:
+        feedback = getattr(response, "prompt_feedback", None)
+        if feedback is not None and getattr(feedback, "block_reason", None):
+            raise ContentFiltered(f"google: the prompt was blocked ({_enum(feedback.block_reason)})")
+        images: list[GeneratedImage] = []
+        texts: list[str] = []
+        reasons: list[str] = []
+        for cand in response.candidates or []:
+            reasons.append(_enum(cand.finish_reason))
+            for part in cand.content.parts if cand.content and cand.content.parts else []:
+                blob = part.inline_data
+                if blob is not None and blob.data:
+                    w, h = _http.image_size(blob.data, VENDOR)
+                    images.append(
+                        GeneratedImage(
+                            data=blob.data,
+                            seed=request.seed,
+                            width=w,
+                            height=h,
+                            metadata={"mime_type": blob.mime_type, "actual_size": f"{w}x{h}"},
+                        )
+                    )
+                elif part.text:
+                    texts.append(part.text)
+        if not images:
+            filtered = [r for r in reasons if r in SAFETY_REASONS]
+            if filtered:
+                raise ContentFiltered(
+                    f"google: the safety filter withheld the image (finish_reason {filtered[0]})", billed=True
+                )
+            raise Transient(
+                f"google: the model returned no image (finish_reason {', '.join(reasons) or 'none'})",
+                billed=True,
+            )
+        usage = getattr(response, "usage_metadata", None)
+        meta: dict[str, Any] = {
+            "endpoint": "generateContent",
+            "sdk": f"google-genai {SDK_VERSION}",
+            "finish_reason": reasons[0] if reasons else None,
+            "actual_size": images[0].metadata["actual_size"],
+            "image_config": image_cfg,
+            "model_version": getattr(response, "model_version", None),
+        }
+        if texts:
+            meta["model_text"] = "\n".join(texts)[:2000]
+        if request.operation == "img2img" and request.strength is not None:
+            meta["strength_not_sent"] = request.strength
+        if usage is not None:
+            meta["usage"] = {
+                "prompt_tokens": usage.prompt_token_count,
+                "output_tokens": usage.candidates_token_count,
+            }
+        return ImageResult(
+            images=images,
+            seed=request.seed,
+            request_id=getattr(response, "response_id", None),
+            cost_usd=None,
+            metadata=meta,
+        )
+
+    # -- Imagen --------------------------------------------------------------------------------------
+    def _imagen(self, client: Any, request: ImageRequest, opts: dict[str, Any]) -> ImageResult:
+        from google.genai import types
+        from google.genai._common import ExperimentalWarning
+
+        if request.operation != "generate":
+            raise BadRequest(f"google: {request.model} only renders from text")
+        ratio = None
+        asked = _http.asked_ratio(
+            request.width, request.height, opts.get("aspect_ratio") or request.aspect_ratio
+        )
+        if asked is not None:
+            w, h = _http.nearest_ratio(asked[0], asked[1], IMAGEN_RATIOS)
+            ratio = f"{w}:{h}"
+        size = (
+            "2K" if request.width and request.height and max(request.width, request.height) > 1024 else None
+        )
+        endpoint = "generate_images"
+        try:
+            with warnings.catch_warnings():
+                # 3.6.1 marks generate_images deprecated (Imagen is retired); it is still the call.
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                response = client.models.generate_images(
+                    model=request.vendor_model,
+                    prompt=request.prompt,
+                    config=types.GenerateImagesConfig(
+                        number_of_images=request.num_images,
+                        aspect_ratio=ratio,
+                        image_size=size,
+                        output_mime_type="image/png",
+                    ),
+                )
+            predictions = [
+                {
+                    "bytesBase64Encoded": base64.b64encode(g.image.image_bytes).decode() if g.image else None,
+                    "raiFilteredReason": g.rai_filtered_reason,
+                }
+                for g in response.generated_images or []
+            ]
+        except ValueError as exc:
+            if "Agent Platform" not in str(exc) and "Vertex" not in str(exc):
+                raise
+            # SDK 3.6.1 refuses generate_images in Gemini-API mode: send the documented :predict body itself.
+            endpoint = "predict"
+            params: dict[str, Any] = {
+                "sampleCount": request.num_images,
+                "outputOptions": {"mimeType": "image/png"},
+            }
+            if ratio:
+                params["aspectRatio"] = ratio
+            if size:
+                params["sampleImageSize"] = size
+            body = {"instances": [{"prompt": request.prompt}], "parameters": params}
+            raw = client._api_client.request("post", f"models/{request.vendor_model}:predict", body, None)
+            predictions = (json.loads(raw.body) if raw.body else {}).get("predictions") or []
+        images: list[GeneratedImage] = []
+        filtered: list[str] = []
+        for pred in predictions:
+            if pred.get("bytesBase64Encoded"):
+                data = base64.b64decode(pred["bytesBase64Encoded"])
+                w, h = _http.image_size(data, VENDOR)
+                images.append(
+                    GeneratedImage(data=data, width=w, height=h, metadata={"actual_size": f"{w}x{h}"})
+                )
+            elif pred.get("raiFilteredReason"):
+                filtered.append(str(pred["raiFilteredReason"]))
+        if not images:
+            if filtered:
+                raise ContentFiltered(f"google: Imagen filtered the image: {filtered[0]}", billed=False)
+            raise Transient("google: Imagen returned no image")
+        meta = {
+            "endpoint": endpoint,
+            "sdk": f"google-genai {SDK_VERSION}",
+            "aspect_ratio": ratio,
+            "actual_size": images[0].metadata["actual_size"],
+            "filtered": filtered,
+        }
+        return ImageResult(images=images, seed=None, cost_usd=None, metadata=meta)
+
+    # -- errors --------------------------------------------------------------------------------------
+    def _errors(self, request: ImageRequest) -> _ErrorMap:
+        return _ErrorMap(request)
+
+
+class _ErrorMap:
+    """Context manager translating SDK and transport failures into the contract's error tree."""
+
+    def __init__(self, request: ImageRequest) -> None:
+        self.request = request
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
+        if exc is None or isinstance(exc, ProviderError):
+            return False
+        from google.genai import errors
+
+        if isinstance(exc, errors.APIError):
+            raise _api_error(exc, self.request) from exc
+        if isinstance(exc, httpx.TimeoutException):
+            raise Transient(f"google: the request timed out ({type(exc).__name__})") from exc
+        if isinstance(exc, httpx.TransportError):
+            raise Transient(f"google: the connection failed: {type(exc).__name__}: {exc}") from exc
+        if isinstance(exc, ValueError) and "mode" in str(exc):
+            raise BadRequest(f"google: the SDK refused the call: {exc}") from exc
+        return False
+
+
+def _api_error(exc: Any, request: ImageRequest) -> ProviderError:
+    code = int(getattr(exc, "code", 0) or 0)
+    status = str(getattr(exc, "status", "") or "")
+    message = str(getattr(exc, "message", "") or "")
+    text = f"google: {code} {status}: {message}".strip()
+    details = json.dumps(getattr(exc, "details", None), default=str)
+    if code in (401, 403) or "API_KEY_INVALID" in details or "API key not valid" in message:
+        return AuthenticationFailed("google: the API key was refused; check GEMINI_API_KEY / GOOGLE_API_KEY")
+    if code == 404 or status == "NOT_FOUND":
+        successor = _successor(request.model)
+        if successor:
+            return BadRequest(
+                f"google: {request.model} ({request.vendor_model}) is retired and no longer served; "
+                f'use its successor {successor} (or set on_retired = "successor")'
+            )
+        return BadRequest(text)
+    if code == 429:
+        return RateLimited(text, retry_after=_retry_delay(details))
+    if code == 408 or code >= 500:
+        return Transient(text)
+    return BadRequest(text)
+
+
+def _successor(model_id: str) -> str | None:
+    from image_gen.catalog import Catalog, UnknownModel
+
+    try:
+        entry = Catalog.load().resolve(model_id)
+    except UnknownModel:
+        return None
+    return entry.successor if entry.retired else None
+
+
+def _retry_delay(details: str) -> float | None:
+    match = re.search(r'"retryDelay":\s*"([\d.]+)s"', details)
+    return float(match.group(1)) if match else None
+
+
+def _enum(value: Any) -> str:
+    return str(getattr(value, "value", value) or "")

@@ -1,0 +1,234 @@
+"""A loopback Gemini API: ``models/{model}:generateContent`` and ``models/{model}:predict`` under any version.
+
+Strict like the vendor: ``x-goog-api-key`` checked (400 API_KEY_INVALID, as Google answers), unknown fields in
+the body or ``generationConfig`` give 400 INVALID_ARGUMENT, retired models give 404 NOT_FOUND. The route
+matches the part after the API version (google-genai 3.6 sends ``/v1/``, older builds ``/v1beta/``).
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.fakes._server import Received, render_png, size_for_ratio
+from tests.fakes._vendor import FakeVendor
+
+IMAGE_MODELS = {"gemini-2.5-flash-image", "gemini-3.1-flash-image", "gemini-3-pro-image"}
+RETIRED = {"imagen-4.0-generate-001", "imagen-4.0-ultra-generate-001", "imagen-4.0-fast-generate-001"}
+BODY_FIELDS = {"contents", "generationConfig", "safetySettings", "systemInstruction"}
+GEN_FIELDS = {"responseModalities", "seed", "imageConfig", "candidateCount", "temperature"}
+IMAGE_CONFIG = {"aspectRatio", "imageSize"}
+RATIOS = {"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"}
+SIZES = {"1K": 1.0, "2K": 4.0, "4K": 16.0}
+
+
+class Invalid(Exception):
+    pass
+
+
+class FakeGoogle(FakeVendor):
+    vendor = "google"
+
+    def __init__(self, *args: Any, serve_imagen: bool = False, **kw: Any) -> None:
+        self.serve_imagen = serve_imagen
+        """Answer Imagen :predict calls instead of 404 (the wire format before the retirement)."""
+        super().__init__(*args, **kw)
+
+    def routes(self) -> list[Route]:
+        return [Route("/{version}/models/{target}", self.model_call, methods=["POST"])]
+
+    async def model_call(self, request: Request) -> Response:
+        target = request.path_params["target"]
+        model, _, method = target.partition(":")
+        rec = Received("POST", f"/models/{target}", request.headers.get("x-goog-api-key") == self.api_key)
+        try:
+            rec.json = await request.json()
+        except ValueError:
+            return self._error(rec, 400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+        if not rec.auth_ok:
+            return self._error(
+                rec,
+                400,
+                "INVALID_ARGUMENT",
+                "API key not valid. Please pass a valid API key.",
+                [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": "API_KEY_INVALID",
+                        "domain": "googleapis.com",
+                    }
+                ],
+            )
+        if model in RETIRED and not self.serve_imagen:
+            return self._error(
+                rec,
+                404,
+                "NOT_FOUND",
+                f"models/{model} is not found for API version "
+                f"{request.path_params['version']}, or is not supported for {method}.",
+            )
+        if method == "generateContent" and model in IMAGE_MODELS:
+            return await self._generate_content(rec, model)
+        if method == "predict" and model in RETIRED:
+            return await self._predict(rec)
+        return self._error(
+            rec, 404, "NOT_FOUND", f"models/{model} is not found or not supported for {method}."
+        )
+
+    async def _fault(self, rec: Received) -> Response | None:
+        fault = self.faults.next(("429", "500", "503", "hang", "filter", "truncate"))
+        rec.fault = fault
+        if fault == "429":
+            return self._error(
+                rec,
+                429,
+                "RESOURCE_EXHAUSTED",
+                "Resource has been exhausted (e.g. check quota).",
+                [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"}],
+            )
+        if fault in ("500", "503"):
+            status = "INTERNAL" if fault == "500" else "UNAVAILABLE"
+            return self._error(rec, int(fault), status, "The service is currently unavailable.")
+        if fault == "hang":
+            self.record(rec)
+            rec.status = 504
+            return await self.hang()
+        return None
+
+    async def _generate_content(self, rec: Received, model: str) -> Response:
+        body = rec.json
+        try:
+            if not isinstance(body, dict):
+                raise Invalid("body must be an object")
+            unknown = set(body) - BODY_FIELDS
+            if unknown:
+                raise Invalid(f"Unknown name {sorted(unknown)[0]!r}: Cannot find field.")
+            gen = body.get("generationConfig", {})
+            unknown = set(gen) - GEN_FIELDS
+            if unknown:
+                raise Invalid(
+                    f"Unknown name {sorted(unknown)[0]!r} at 'generation_config': Cannot find field."
+                )
+            img_cfg = gen.get("imageConfig", {})
+            unknown = set(img_cfg) - IMAGE_CONFIG
+            if unknown:
+                raise Invalid(f"Unknown name {sorted(unknown)[0]!r} at 'generation_config.image_config'.")
+            if "aspectRatio" in img_cfg and img_cfg["aspectRatio"] not in RATIOS:
+                raise Invalid(f"aspect ratio {img_cfg['aspectRatio']} is not supported")
+            if "imageSize" in img_cfg and (
+                img_cfg["imageSize"] not in SIZES or model.startswith("gemini-2.5")
+            ):
+                raise Invalid(f"image size {img_cfg['imageSize']} is not supported by {model}")
+            if "IMAGE" not in gen.get("responseModalities", ["TEXT"]):
+                raise Invalid(f"{model} needs responseModalities to include IMAGE")
+            parts = [p for c in body.get("contents", []) for p in c.get("parts", [])]
+            texts = [p["text"] for p in parts if "text" in p]
+            blobs = [base64.b64decode(p["inlineData"]["data"]) for p in parts if "inlineData" in p]
+            if not texts:
+                raise Invalid("contents must hold a text part")
+        except (Invalid, KeyError, TypeError, ValueError) as exc:
+            return self._error(rec, 400, "INVALID_ARGUMENT", str(exc))
+        if blobs:
+            rec.files["inline_image"] = blobs[0]
+        bad = await self._fault(rec)
+        if bad is not None:
+            return bad
+        self.record(rec)
+        await self.pause()
+        if rec.fault == "filter":
+            rec.status = 200
+            return JSONResponse(
+                {
+                    "candidates": [{"finishReason": "IMAGE_SAFETY", "index": 0}],
+                    "modelVersion": model,
+                    "responseId": secrets.token_hex(8),
+                }
+            )
+        ratio = img_cfg.get("aspectRatio", "1:1")
+        w, h = (int(p) for p in ratio.split(":"))
+        size = self.scaled(size_for_ratio(w, h, SIZES[img_cfg.get("imageSize", "1K")], multiple=16))
+        data = render_png(texts[-1], size, base=blobs[0] if blobs else None, tag=f"google {model}")
+        if rec.fault == "truncate":
+            data = data[: len(data) * 6 // 10]
+        rec.status = 200
+        return JSONResponse(
+            {
+                "candidates": [
+                    {
+                        "content": {
+                            "role": "model",
+                            "parts": [
+                                {"text": "Here is the image."},
+                                {
+                                    "inlineData": {
+                                        "mimeType": "image/png",
+                                        "data": base64.b64encode(data).decode(),
+                                    }
+                                },
+                            ],
+                        },
+                        "finishReason": "STOP",
+                        "index": 0,
+                    }
+                ],
+                "usageMetadata": {
+                    "promptTokenCount": 12,
+                    "candidatesTokenCount": 1290,
+                    "totalTokenCount": 1302,
+                },
+                "modelVersion": model,
+                "responseId": secrets.token_hex(8),
+            }
+        )
+
+    async def _predict(self, rec: Received) -> Response:
+        body = rec.json
+        try:
+            if set(body) - {"instances", "parameters"}:
+                raise Invalid("unknown fields")
+            prompt = body["instances"][0]["prompt"]
+            params = body.get("parameters", {})
+            allowed = {
+                "sampleCount",
+                "aspectRatio",
+                "sampleImageSize",
+                "personGeneration",
+                "seed",
+                "addWatermark",
+                "enhancePrompt",
+                "negativePrompt",
+                "outputOptions",
+            }
+            if set(params) - allowed:
+                raise Invalid(f"unknown parameters {sorted(set(params) - allowed)}")
+        except (Invalid, KeyError, TypeError, IndexError) as exc:
+            return self._error(rec, 400, "INVALID_ARGUMENT", str(exc))
+        bad = await self._fault(rec)
+        if bad is not None:
+            return bad
+        self.record(rec)
+        if rec.fault == "filter":
+            rec.status = 200
+            return JSONResponse({"predictions": [{"raiFilteredReason": "filtered by the safety filter"}]})
+        w, h = (int(p) for p in params.get("aspectRatio", "1:1").split(":"))
+        preds = []
+        for i in range(int(params.get("sampleCount", 1))):
+            data = render_png(prompt, self.scaled(size_for_ratio(w, h, 1.0)), tag=f"imagen {i}")
+            preds.append({"bytesBase64Encoded": base64.b64encode(data).decode(), "mimeType": "image/png"})
+        rec.status = 200
+        return JSONResponse({"predictions": preds})
+
+    def _error(
+        self, rec: Received, code: int, status: str, message: str, details: list[dict[str, Any]] | None = None
+    ) -> Response:
+        rec.status = code
+        self.record(rec)
+        err: dict[str, Any] = {"code": code, "message": message, "status": status}
+        if details:
+            err["details"] = details
+        return JSONResponse({"error": err}, status_code=code)
