@@ -70,6 +70,10 @@ class StageSettings(_Strict):
     fallback_model: str | None = Field(default=None, description="Lighter model for out-of-memory fallback")
     on_retired: Literal["fail", "successor"] | None = None
     options: dict[str, Any] | None = Field(default=None, description="Model options passed to the provider")
+    render: bool | None = Field(
+        default=None,
+        description="false: take the input image as is (finish an existing image: upscale and adapters only)",
+    )
 
     @field_validator("aspect_ratio")
     @classmethod
@@ -129,6 +133,14 @@ class SimSettings(_Strict):
     fail_rate: float | None = Field(default=None, ge=0, le=1)
 
 
+class RetrySettings(_Strict):
+    """Backoff between retries of transient errors and rate limits (exponential with jitter)."""
+
+    initial_s: float = Field(default=1.0, ge=0, description="First backoff, seconds")
+    max_s: float = Field(default=30.0, ge=0, description="Longest backoff, seconds")
+    max_retry_after_s: float = Field(default=120.0, ge=0, description="Longest Retry-After honoured, seconds")
+
+
 class ModelOverride(_Strict):
     provider: str | None = None
     vendor_model: str | None = None
@@ -147,6 +159,7 @@ class ModelOverride(_Strict):
     successor: str | None = None
     options: dict[str, Any] | None = None
     local_repo: str | None = None
+    native_upscaler: str | None = None
     sim_soft_rate: float | None = Field(default=None, ge=0, le=1)
     sim_typo_rate: float | None = Field(default=None, ge=0, le=1)
     sim_fail_rate: float | None = Field(default=None, ge=0, le=1)
@@ -161,6 +174,7 @@ class Config(_Strict):
     models: dict[str, ModelOverride] = Field(default_factory=dict, description="Catalog additions and overrides")
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     sim: SimSettings = Field(default_factory=SimSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
     simulate: bool = Field(default=False, description="Run every stage on its simulated twin")
     on_retired: Literal["fail", "successor"] = Field(
         default="fail", description="A retired model: fail naming the successor, or run the successor"
@@ -246,9 +260,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
     try:
         cfg = Config.model_validate(_normalise(data))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or None
-        raise ConfigError(_format_errors(exc), file=source, field=None if field is None else None) from None
+        raise ConfigError(_format_errors(exc), file=source) from None
     _check_models(cfg, source)
     return cfg
 

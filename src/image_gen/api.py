@@ -1,0 +1,247 @@
+"""The Python API: the same services the CLI uses.
+
+    from image_gen import api
+    result = api.generate(model="imagen4", prompt="...", width=1024, height=1024, guidance_scale=7.5, simulate=True)
+    result.image.save("imagen4_test.png")
+    final = api.generate_pipeline(seed_image="composite.png", cfg={"model": "sd3.5-medium", "steps": 40,
+                                                                  "upscale": "2x", "adapters": ["color-match"]})
+    final.save("final_asset.png")
+    outcome = api.run_pipeline("examples/staged.toml", 'Hero shot of a bottle, label "AQUA PURE"', simulate=True)
+
+``simulate`` defaults to the environment variable ``IMAGE_GEN_SIMULATE`` (1/true) or the config's ``simulate``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from image_gen.config import Config, load_config
+from image_gen.errors import InputError, WorkFailed
+from image_gen.pipeline.runner import Brief, Events, RunOutcome, Runner
+from image_gen.workspace import Workspace
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = [
+    "Brief",
+    "GenerateResult",
+    "RunOutcome",
+    "approve",
+    "generate",
+    "generate_pipeline",
+    "load_config",
+    "read_prompt_file",
+    "reject",
+    "resume",
+    "run_pipeline",
+    "upscale_image",
+]
+
+
+def _env_simulate() -> bool | None:
+    v = os.environ.get("IMAGE_GEN_SIMULATE")
+    return None if v is None else v.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class GenerateResult:
+    """A finished run's final image and its record."""
+
+    record: RunOutcome
+    workspace: Workspace
+
+    @property
+    def image(self) -> Image.Image:
+        if not self.record.final_artifact:
+            raise WorkFailed(f"run {self.record.run_id} produced no image: {self.record.reason}")
+        return self.workspace.artifacts().open(self.record.final_artifact)
+
+    @property
+    def path(self) -> Path | None:
+        sha = self.record.final_artifact
+        return self.workspace.artifacts().path_for(sha) if sha else None
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the final image (with its generation parameters embedded) to ``path``."""
+        src = self.path
+        if src is None:
+            raise WorkFailed(f"run {self.record.run_id} produced no image: {self.record.reason}")
+        dest = Path(path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.suffix.lower() in ("", ".png"):
+            dest.write_bytes(src.read_bytes())
+        else:
+            self.image.save(dest)
+        return dest
+
+
+def _coerce_config(cfg: Config | Mapping[str, Any] | str | os.PathLike[str]) -> tuple[Config, str | None]:
+    if isinstance(cfg, Config):
+        return cfg, None
+    if isinstance(cfg, Mapping):
+        return load_config(cfg), None
+    return load_config(cfg), str(cfg)
+
+
+def make_runner(cfg: Config, *, workspace: str | os.PathLike[str] | Workspace | None = None,
+                simulate: bool | None = None, config_source: str | None = None,
+                events: Events | None = None) -> Runner:
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.resolve(workspace, cfg.registry_url)
+    sim = simulate if simulate is not None else _env_simulate()
+    return Runner(ws, cfg, simulate=sim, config_source=config_source, events=events)
+
+
+def run_pipeline(config: Config | Mapping[str, Any] | str | os.PathLike[str],
+                 prompt: str | Brief | Iterable[str | Brief], *, workspace: str | os.PathLike[str] | Workspace | None
+                 = None, simulate: bool | None = None, events: Events | None = None) -> RunOutcome | list[RunOutcome]:
+    """Run a pipeline config on one brief (returns a RunOutcome) or several (returns a list)."""
+    cfg, source = _coerce_config(config)
+    runner = make_runner(cfg, workspace=workspace, simulate=simulate, config_source=source, events=events)
+    plans = runner.plan()
+    single = isinstance(prompt, str | Brief)
+    items = [prompt] if single else list(prompt)  # type: ignore[list-item, arg-type]
+    briefs = [b if isinstance(b, Brief) else Brief(str(b), index=i) for i, b in enumerate(items)]
+    outcomes = [runner.start(b, plans) for b in briefs]
+    return outcomes[0] if single else outcomes
+
+
+def generate(model: str, prompt: str, *, width: int | None = None, height: int | None = None,
+             guidance_scale: float | None = None, steps: int | None = None, seed: int | None = None,
+             negative_prompt: str | None = None, num_images: int | None = None, simulate: bool | None = None,
+             workspace: str | os.PathLike[str] | Workspace | None = None, **settings: Any) -> GenerateResult:
+    """Render one prompt with one model (a one-stage pipeline), recorded like any run."""
+    stage: dict[str, Any] = {"model": model, "width": width, "height": height, "guidance_scale": guidance_scale,
+                             "steps": steps, "seed": seed, "negative_prompt": negative_prompt,
+                             "num_images": num_images, **settings}
+    cfg = load_config({k: v for k, v in stage.items() if v is not None})
+    runner = make_runner(cfg, workspace=workspace, simulate=simulate)
+    outcome = runner.start(Brief(prompt))
+    return GenerateResult(outcome, runner.workspace)
+
+
+def _read_image(path: str | os.PathLike[str]) -> Image.Image:
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("file not found", file=str(path), field="seed_image")
+    try:
+        img = Image.open(p)
+        img.load()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"not a readable image ({exc})", file=str(path), field="seed_image") from None
+    return img
+
+
+def _prompt_from_image(img: Image.Image) -> str:
+    params = img.info.get("parameters")
+    if isinstance(params, str) and params.strip():
+        return params.split("\n", 1)[0]
+    return ""
+
+
+def generate_pipeline(seed_image: str | os.PathLike[str] | Image.Image,
+                      cfg: Config | Mapping[str, Any] | str | os.PathLike[str], *, prompt: str | None = None,
+                      simulate: bool | None = None,
+                      workspace: str | os.PathLike[str] | Workspace | None = None) -> GenerateResult:
+    """Run a finishing config on an existing image; the prompt defaults to the one embedded in the image."""
+    config, source = _coerce_config(cfg)
+    img = seed_image if not isinstance(seed_image, str | os.PathLike) else _read_image(seed_image)
+    runner = make_runner(config, workspace=workspace, simulate=simulate, config_source=source)
+    text = prompt if prompt is not None else _prompt_from_image(img)
+    outcome = runner.start(Brief(text), seed_image=img)
+    return GenerateResult(outcome, runner.workspace)
+
+
+def upscale_image(image: str | os.PathLike[str] | Image.Image, *, factor: int = 2, model: str = "sd3.5-medium",
+                  tile_size: int | None = 512, overlap: int = 32, prompt: str | None = None,
+                  simulate: bool | None = None,
+                  workspace: str | os.PathLike[str] | Workspace | None = None) -> GenerateResult:
+    """Upscale an existing image by ``factor`` (2 or 4) through ``model``: in tiles when ``tile_size`` is given,
+    else with the model's native upscaler."""
+    if factor not in (2, 4):
+        raise InputError(f"expected 2 or 4, got {factor}", field="factor")
+    img = image if not isinstance(image, str | os.PathLike) else _read_image(image)
+    stage: dict[str, Any] = {"model": model, "upscale": f"{factor}x", "render": False,
+                             "width": img.width, "height": img.height, "stage_name": "upscale"}
+    if tile_size:
+        stage.update(tile_size=tile_size, overlap=overlap)
+    return generate_pipeline(img, stage, prompt=prompt, simulate=simulate, workspace=workspace)
+
+
+def resume(run_id: str, *, workspace: str | os.PathLike[str] | Workspace | None = None,
+           events: Events | None = None) -> RunOutcome:
+    runner = runner_for_run(run_id, workspace=workspace, events=events)
+    return runner.resume(run_id)
+
+
+def approve(run_id: str, note: str | None = None, *, workspace: str | os.PathLike[str] | Workspace | None = None,
+            events: Events | None = None) -> RunOutcome:
+    return runner_for_run(run_id, workspace=workspace, events=events).approve(run_id, note)
+
+
+def reject(run_id: str, note: str | None = None, *,
+           workspace: str | os.PathLike[str] | Workspace | None = None) -> RunOutcome:
+    return runner_for_run(run_id, workspace=workspace).reject(run_id, note)
+
+
+def runner_for_run(run_id: str, *, workspace: str | os.PathLike[str] | Workspace | None = None,
+                   events: Events | None = None) -> Runner:
+    """A runner rebuilt from the config snapshot recorded with the run (no config file needed)."""
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.resolve(workspace)
+    run = ws.registry().get_run(run_id)
+    if run is None:
+        raise InputError(f"no run {run_id!r} in the registry of {ws.root}", field="RUN")
+    snapshot = dict(run.config)
+    simulate = bool(snapshot.get("simulate"))
+    cfg = load_config(snapshot)
+    return Runner(ws, cfg, simulate=simulate, config_source=run.config_source, events=events)
+
+
+def read_prompt_file(path: str | os.PathLike[str]) -> list[Brief]:
+    """One brief per non-empty line; ``#`` starts a comment line. A ``.json``/``.jsonl`` file may give objects
+    with ``prompt``, ``negative_prompt`` and ``expect_text``."""
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("prompt file not found", file=str(path))
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError("expected UTF-8 text", file=str(path)) from None
+    briefs: list[Brief] = []
+    if p.suffix.lower() in (".json", ".jsonl"):
+        try:
+            items = json.loads(text) if p.suffix.lower() == ".json" else [
+                json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise InputError(f"cannot parse JSON: {exc}", file=str(path)) from None
+        for i, item in enumerate(items):
+            if isinstance(item, str):
+                item = {"prompt": item}
+            if not isinstance(item, dict) or not str(item.get("prompt", "")).strip():
+                raise InputError("each brief needs a non-empty 'prompt'", file=str(path), field=f"[{i}].prompt")
+            unknown = set(item) - {"prompt", "negative_prompt", "expect_text"}
+            if unknown:
+                raise InputError(f"unknown field(s) {sorted(unknown)}", file=str(path), field=f"[{i}]")
+            exp = item.get("expect_text")
+            briefs.append(Brief(item["prompt"], item.get("negative_prompt"),
+                                [exp] if isinstance(exp, str) else exp, index=i))
+    else:
+        for line in text.splitlines():
+            s = line.strip()
+            if s and not s.startswith("#"):
+                briefs.append(Brief(s, index=len(briefs)))
+    if not briefs:
+        raise InputError("no prompts in the file (one per line; # comments)", file=str(path))
+    return briefs

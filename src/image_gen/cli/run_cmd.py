@@ -1,0 +1,128 @@
+"""``run``, ``approve``, ``reject``, ``resume``: run pipeline configs on briefs and move runs through gates."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from image_gen.cli._common import emit_json, json_option, workspace_option
+
+
+def _briefs(prompts: tuple[str, ...], prompt_file: str | None) -> list:
+    from image_gen.api import Brief, read_prompt_file
+    from image_gen.errors import InputError
+
+    briefs = [Brief(p, index=i) for i, p in enumerate(prompts)]
+    if prompt_file:
+        briefs += read_prompt_file(prompt_file)
+    if not briefs:
+        raise InputError("give --prompt TEXT or --prompt-file FILE", field="--prompt")
+    for b in briefs:
+        if not b.prompt.strip():
+            raise InputError("empty prompt", field="--prompt")
+    return briefs
+
+
+def finish(outcomes: list, as_json: bool, out_dir: str | None, workspace: object) -> None:
+    from image_gen.cli._render import exit_code, export, print_outcomes
+
+    written = export(outcomes, Path(out_dir), workspace) if out_dir else []  # type: ignore[arg-type]
+    if as_json:
+        emit_json({"runs": [o.to_dict() for o in outcomes], "exported": [str(p) for p in written],
+                   "provider_calls": sum(o.provider_calls for o in outcomes)})
+    else:
+        print_outcomes(outcomes)
+        if written:
+            click.echo(f"wrote {len(written)} images to {out_dir}")
+    sys.exit(exit_code(outcomes))
+
+
+def run_briefs(cfg: object, source: str | None, briefs: list, *, simulate: bool | None, workspace: str | None,
+               as_json: bool, out_dir: str | None, seed_image: object = None) -> None:
+    from image_gen.api import make_runner
+    from image_gen.cli._render import progress_events
+
+    runner = make_runner(cfg, workspace=workspace, simulate=simulate or None, config_source=source)  # type: ignore
+    plans = runner.plan()
+    runner.check_configured(plans)
+    with progress_events(len(plans) * len(briefs)) as events:
+        runner.events = events
+        outcomes = [runner.start(b, plans, seed_image=seed_image) for b in briefs]  # type: ignore[arg-type]
+    finish(outcomes, as_json, out_dir, runner.workspace)
+
+
+@click.command()
+@click.option("--config", "config_path", type=click.Path(), help="Pipeline config (TOML, YAML or JSON); "
+              "default: the workspace's image-gen.toml.")
+@click.option("--prompt", "prompts", multiple=True, help="A brief (repeatable).")
+@click.option("--prompt-file", type=click.Path(), help="One brief per line (or .json/.jsonl objects).")
+@click.option("--simulate", is_flag=True, help="Run every stage on its simulated twin (offline, no key).")
+@click.option("--out-dir", type=click.Path(file_okay=False), help="Export every stage's image here.")
+@workspace_option
+@json_option
+def run(config_path: str | None, prompts: tuple[str, ...], prompt_file: str | None, simulate: bool,
+        out_dir: str | None, workspace: str | None, as_json: bool) -> None:
+    """Run a pipeline config on one or more briefs."""
+    from image_gen.config import load_config
+    from image_gen.errors import ConfigError
+    from image_gen.workspace import Workspace
+
+    if config_path is None:
+        found = Workspace.resolve(workspace).default_config()
+        if found is None:
+            raise ConfigError("no --config given and no image-gen.toml in the workspace", field="--config")
+        config_path = str(found)
+    cfg = load_config(config_path)
+    briefs = _briefs(prompts, prompt_file)
+    run_briefs(cfg, config_path, briefs, simulate=simulate, workspace=workspace, as_json=as_json,
+               out_dir=out_dir)
+
+
+def _one(action: str, run_id: str, note: str | None, workspace: str | None, as_json: bool,
+         out_dir: str | None = None) -> None:
+    from image_gen import api
+    from image_gen.cli._render import progress_events
+
+    with progress_events(1, enabled=action != "reject") as events:
+        if action == "approve":
+            outcome = api.approve(run_id, note, workspace=workspace, events=events)
+        elif action == "reject":
+            outcome = api.reject(run_id, note, workspace=workspace)
+        else:
+            outcome = api.resume(run_id, workspace=workspace, events=events)
+    from image_gen.workspace import Workspace
+
+    finish([outcome], as_json, out_dir, Workspace.resolve(workspace))
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--note", help="Why (recorded with the approval).")
+@click.option("--out-dir", type=click.Path(file_okay=False), help="Export the run's images here.")
+@workspace_option
+@json_option
+def approve(run_id: str, note: str | None, out_dir: str | None, workspace: str | None, as_json: bool) -> None:
+    """Approve the stage RUN waits at, and continue the run."""
+    _one("approve", run_id, note, workspace, as_json, out_dir)
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--note", required=True, help="Why the run is rejected (recorded).")
+@workspace_option
+@json_option
+def reject(run_id: str, note: str, workspace: str | None, as_json: bool) -> None:
+    """Reject a run waiting at a gate; it ends as rejected."""
+    _one("reject", run_id, note, workspace, as_json)
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--out-dir", type=click.Path(file_okay=False), help="Export the run's images here.")
+@workspace_option
+@json_option
+def resume(run_id: str, out_dir: str | None, workspace: str | None, as_json: bool) -> None:
+    """Finish an interrupted run; stages that finished are not called again."""
+    _one("resume", run_id, None, workspace, as_json, out_dir)

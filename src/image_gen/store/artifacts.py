@@ -1,0 +1,94 @@
+"""Content-addressed artifact store: each image stored once under its sha256, written atomically.
+
+PNGs carry their generation parameters in a ``parameters`` text chunk (the format AUTOMATIC1111-style tools
+read) and the full record as JSON in an ``image-gen`` chunk. Never a secret: only the fields given are written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+PARAMS_CHUNK = "parameters"
+JSON_CHUNK = "image-gen"
+
+
+def a1111_parameters(meta: dict[str, Any]) -> str:
+    """``prompt\\nNegative prompt: ...\\nSteps: 20, CFG scale: 6.0, Seed: 42, Size: 1024x1024, Model: ...``."""
+    lines = [str(meta.get("prompt", ""))]
+    if meta.get("negative_prompt"):
+        lines.append(f"Negative prompt: {meta['negative_prompt']}")
+    fields = []
+    for label, key in (("Steps", "steps"), ("CFG scale", "guidance_scale"), ("Seed", "seed"),
+                       ("Size", "size"), ("Model", "model"), ("Stage", "stage"), ("Denoising strength",
+                                                                                    "strength")):
+        if meta.get(key) is not None:
+            fields.append(f"{label}: {meta[key]}")
+    if meta.get("simulated"):
+        fields.append("Simulated: true")
+    fields.append("Generator: image-gen")
+    lines.append(", ".join(fields))
+    return "\n".join(lines)
+
+
+def encode_with_metadata(image: Any, meta: dict[str, Any]) -> bytes:
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(PARAMS_CHUNK, a1111_parameters(meta))
+    info.add_text(JSON_CHUNK, json.dumps(meta, sort_keys=True, default=str))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return {k: v for k, v in img.info.items() if isinstance(v, str)}
+
+
+class ArtifactStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_for(self, sha: str) -> Path:
+        return self.root / sha[:2] / f"{sha}.png"
+
+    def put_bytes(self, data: bytes) -> tuple[str, Path]:
+        sha = hashlib.sha256(data).hexdigest()
+        dest = self.path_for(sha)
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=".png")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, dest)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        return sha, dest
+
+    def put_image(self, image: Any, meta: dict[str, Any]) -> tuple[str, Path, bytes]:
+        data = encode_with_metadata(image, meta)
+        sha, path = self.put_bytes(data)
+        return sha, path, data
+
+    def read_bytes(self, sha: str) -> bytes:
+        return self.path_for(sha).read_bytes()
+
+    def open(self, sha: str) -> Any:
+        from PIL import Image
+
+        img = Image.open(self.path_for(sha))
+        img.load()
+        return img
