@@ -1,0 +1,36 @@
+"""Fixtures shared by every test: an isolated workspace and an environment without vendor keys."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+KEY_VARS = ("IDEOGRAM_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "STABILITY_API_KEY")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in (*KEY_VARS, "IMAGE_GEN_SIMULATE", "IMAGE_GEN_REGISTRY_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("IMAGE_GEN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def ws_path(tmp_path: Path) -> Path:
+    p = tmp_path / "ws"
+    p.mkdir()
+    return p
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in KEY_VARS}
+    env.update(extra)
+    return env
