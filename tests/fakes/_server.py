@@ -32,6 +32,8 @@ class Received:
     file_types: dict[str, str] = field(default_factory=dict)
     status: int = 0
     fault: str | None = None
+    header_names: tuple[str, ...] = ()
+    """Names (lower case) of the request's headers, to check that no credential went where it should not."""
 
     def file_sha(self, name: str) -> str | None:
         data = self.files.get(name)

@@ -54,6 +54,7 @@ def fake_ideogram(fake_ideogram_server: FakeIdeogram) -> FakeIdeogram:
     fake_ideogram_server.reset()
     fake_ideogram_server.hang_s = 2.0
     fake_ideogram_server.max_inflight = 10
+    fake_ideogram_server.latency_s = 0.0
     return fake_ideogram_server
 
 
@@ -61,6 +62,7 @@ def fake_ideogram(fake_ideogram_server: FakeIdeogram) -> FakeIdeogram:
 def fake_stability(fake_stability_server: FakeStability) -> FakeStability:
     fake_stability_server.reset()
     fake_stability_server.creative_polls = 2
+    fake_stability_server.hang_s = 2.0
     return fake_stability_server
 
 
@@ -68,6 +70,7 @@ def fake_stability(fake_stability_server: FakeStability) -> FakeStability:
 def fake_google(fake_google_server: FakeGoogle) -> FakeGoogle:
     fake_google_server.reset()
     fake_google_server.serve_imagen = False
+    fake_google_server.hang_s = 2.0
     return fake_google_server
 
 

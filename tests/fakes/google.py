@@ -31,6 +31,12 @@ class Invalid(Exception):
     pass
 
 
+def _b64(text: str) -> bytes:
+    """Google accepts standard and URL-safe base64, padded or not (the SDK sends URL-safe)."""
+    text = text.replace("-", "+").replace("_", "/")
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+
+
 class FakeGoogle(FakeVendor):
     vendor = "google"
 
@@ -128,7 +134,7 @@ class FakeGoogle(FakeVendor):
                 raise Invalid(f"{model} needs responseModalities to include IMAGE")
             parts = [p for c in body.get("contents", []) for p in c.get("parts", [])]
             texts = [p["text"] for p in parts if "text" in p]
-            blobs = [base64.b64decode(p["inlineData"]["data"]) for p in parts if "inlineData" in p]
+            blobs = [_b64(p["inlineData"]["data"]) for p in parts if "inlineData" in p]
             if not texts:
                 raise Invalid("contents must hold a text part")
         except (Invalid, KeyError, TypeError, ValueError) as exc:

@@ -142,7 +142,9 @@ class FakeIdeogram(FakeVendor):
 
     async def file(self, request: Request) -> Response:
         token = request.path_params["token"].removesuffix(".png")
-        rec = self.record(Received("GET", f"/files/{token}", True))
+        rec = self.record(
+            Received("GET", f"/files/{token}", True, header_names=tuple(request.headers.keys()))
+        )
         if token in self.expired or token not in self.files:
             rec.status = 403
             return Response(
