@@ -7,7 +7,6 @@ line in ``pyproject.toml`` (``[project.entry-points."image_gen.providers"]``).
 from __future__ import annotations
 
 from functools import cache
-from importlib.metadata import entry_points
 from typing import Any
 
 from image_gen.providers.base import (
@@ -49,6 +48,8 @@ _EXTRA: dict[str, Any] = {}
 
 @cache
 def _entry_points() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
     return {ep.name: ep for ep in entry_points(group="image_gen.providers")}
 
 

@@ -1,0 +1,47 @@
+# image-gen: the two commands of the README.
+#   make demo   installs into .venv and runs the staged pipeline on the example briefs (offline simulator,
+#               embedded SQLite registry), approves one run, and writes the before/after report.
+#   make test   installs with the test extras (torch==2.13.0 CPU first) and runs lint, types and the tests.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+WS ?= demo
+
+.PHONY: demo test install install-test lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[local,dev]'
+
+demo: install
+	$(BIN)/image-gen run --config examples/staged.toml --prompt-file examples/prompts.txt --simulate \
+		--workspace $(WS) --out-dir $(WS)/out
+	$(BIN)/image-gen approve $$($(BIN)/image-gen runs list --status awaiting_approval --limit 1 --json \
+		--workspace $(WS) | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)[0]["run_id"])') \
+		--note "approved in the demo" --workspace $(WS) --out-dir $(WS)/out
+	$(BIN)/image-gen report --compare examples/baseline.toml examples/staged.toml \
+		--prompt-file examples/prompts.txt --simulate --workspace $(WS) --out $(WS)/report
+	@echo "report: $(WS)/report/report.html"
+
+lint:
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+test: install-test lint
+	$(BIN)/pytest -q
+
+bench:
+	$(BIN)/python benchmarks/bench_cli_startup.py
+	$(BIN)/python benchmarks/bench_qa.py
+	$(BIN)/python benchmarks/bench_tiling.py
+	$(BIN)/python benchmarks/bench_local_tiling.py
+
+clean:
+	rm -rf $(WS) .pytest_cache .mypy_cache .ruff_cache
