@@ -636,7 +636,7 @@ class Runner:
         p = ctx.params
         init = self.workspace.artifacts().read_bytes(input_sha) if (input_sha and entry.can("img2img")) else None
         options = dict(p["options"])
-        if p["tile_size"]:
+        if p["tile_size"] and entry.provider == "local":  # latent tiling is the local engine's; vendors tile upscales
             options.setdefault("tile_size", p["tile_size"])
             options.setdefault("overlap", p["overlap"] if p["overlap"] is not None else 32)
         return ImageRequest(
