@@ -13,12 +13,10 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
+    from importlib import import_module
+
     if name == "api":
-        from image_gen import api
-
-        return api
+        return import_module("image_gen.api")
     if name in ("generate", "generate_pipeline", "load_config", "run_pipeline", "upscale_image"):
-        from image_gen import api
-
-        return getattr(api, name)
+        return getattr(import_module("image_gen.api"), name)
     raise AttributeError(name)

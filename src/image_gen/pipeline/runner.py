@@ -666,7 +666,7 @@ class Runner:
         for n, (entry, provider_name, purpose) in enumerate(candidates):
             rolls = p["max_rerolls"] + 1 if purpose == "stage" else 1
             for k in range(rolls):
-                seed = (p["seed"] + 7919 * (k + n * 100)) % 2**31
+                seed = (p["seed"] + 7919 * (k + n * 100)) % (2**32 - 1)  # the asked seed first, as given
                 why = purpose if k == 0 else "reroll"
                 request = self._request(ctx, entry, seed, input_sha)
                 result = self._call_with_fallback(ctx, entry, provider_name, request, why)
