@@ -135,6 +135,7 @@ def test_faults_map_to_the_error_tree(
             ImageRequest(model="gemini-3-pro-image", vendor_model="gemini-3-pro-image", prompt=PROMPT)
         )
     assert len(fake_google.records) == 1  # the SDK's own retries are off
+    assert info.value.billed is (fault in ("truncate", "filter"))  # type: ignore[attr-defined]
     if fault == "429":
         assert info.value.retry_after == 1.0  # type: ignore[attr-defined]
 

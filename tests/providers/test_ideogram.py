@@ -204,8 +204,9 @@ def test_server_errors_are_transient_and_sent_once(
     provider: IdeogramProvider, fake_ideogram: FakeIdeogram, fault: str
 ) -> None:
     fake_ideogram.faults.force(fault)
-    with pytest.raises(Transient):
+    with pytest.raises(Transient) as info:
         provider.generate(ImageRequest(model="ideogram-v2a", vendor_model="V_2A", prompt=PROMPT))
+    assert info.value.billed is False  # the vendor did not finish: not billed
     assert len(fake_ideogram.calls("/generate")) == 1  # retries belong to the runner
 
 
@@ -239,8 +240,9 @@ def test_bad_downloads_are_transient(
     provider: IdeogramProvider, fake_ideogram: FakeIdeogram, fault: str
 ) -> None:
     fake_ideogram.faults.force(fault)
-    with pytest.raises(Transient):
+    with pytest.raises(Transient) as info:
         provider.generate(ImageRequest(model="ideogram-v2a", vendor_model="V_2A", prompt=PROMPT))
+    assert info.value.billed is True  # the vendor made (and charged for) the image; only the download failed
 
 
 def test_bad_key_is_refused_without_showing_it(

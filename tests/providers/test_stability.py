@@ -173,9 +173,11 @@ def test_faults_map_to_the_error_tree(
     provider: StabilityProvider, fake_stability: FakeStability, fault: str, error: type[Exception]
 ) -> None:
     fake_stability.faults.force(fault)
-    with pytest.raises(error):
+    with pytest.raises(error) as info:
         provider.generate(ImageRequest(model="sd3.5-medium", vendor_model="sd3.5-medium", prompt=PROMPT))
     assert len(fake_stability.calls("/generate/sd3")) == 1
+    # Only an answer the vendor completed (200, then a broken body) is billed.
+    assert info.value.billed is (fault == "truncate")  # type: ignore[attr-defined]
 
 
 def test_hang_is_transient(fake_stability: FakeStability, monkeypatch: pytest.MonkeyPatch) -> None:

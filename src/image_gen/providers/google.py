@@ -162,7 +162,11 @@ class GoogleProvider:
             for part in cand.content.parts if cand.content and cand.content.parts else []:
                 blob = part.inline_data
                 if blob is not None and blob.data:
-                    w, h = _http.image_size(blob.data, VENDOR)
+                    try:
+                        w, h = _http.image_size(blob.data, VENDOR)
+                    except Transient as exc:
+                        exc.billed = True  # the model answered (and billed); the image bytes were broken
+                        raise
                     images.append(
                         GeneratedImage(
                             data=blob.data,

@@ -14,6 +14,8 @@ Mapping from the contract to the wire (``https://api.ideogram.ai``, header ``Api
 - Magic Prompt is OFF unless ``options.magic_prompt`` says ``AUTO``/``ON`` (so label text stays as written);
   a rewritten prompt is recorded as ``metadata.rewritten_prompt`` beside ``metadata.prompt``.
 - ``negative_prompt`` is sent only to models that take it (not V_2A*); dropping it is recorded.
+- Result URLs are downloaded at once without the key; a failed, truncated or expired download is
+  ``Transient(billed=True)`` (the vendor charged for the image).
 - ``is_image_safe: false`` -> ``ContentFiltered(billed=True)``. 429 ``inflight_limit`` -> ``RateLimited``.
 - In-flight limit: one limiter per key in the process holds ``num_images`` places per request, capacity
   ``options.max_inflight`` (default 10), lowered to the vendor's ``max_inflight_requests`` when a 429 says so.
@@ -291,7 +293,12 @@ class IdeogramProvider:
             if item.get("is_image_safe") is False:
                 unsafe += 1
                 continue
-            payload, (w, h) = _http.download_image(self.client, item.get("url") or "", VENDOR)
+            try:
+                payload, (w, h) = _http.download_image(self.client, item.get("url") or "", VENDOR)
+            except Transient as exc:
+                # The vendor answered 200 and charged for the image; only our copy failed.
+                exc.billed = True
+                raise
             vendor_prompt = item.get("prompt")
             meta: dict[str, Any] = {
                 "is_image_safe": item.get("is_image_safe", True),

@@ -273,7 +273,11 @@ class StabilityProvider:
             )
         if finish not in ("SUCCESS", ""):
             raise Transient(f"stability: finish-reason {finish}", request_id=rid, billed=True)
-        w, h = _http.image_size(data, VENDOR)
+        try:
+            w, h = _http.image_size(data, VENDOR)
+        except Transient as exc:
+            exc.billed, exc.request_id = True, rid  # answered 200 (billed); the body did not arrive whole
+            raise
         seed = int(seed_text) if seed_text not in (None, "") else None
         meta: dict[str, Any] = {
             "endpoint": endpoint,
