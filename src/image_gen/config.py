@@ -30,8 +30,10 @@ class QASettings(_Strict):
     """Automatic QA thresholds for a stage's output. Defaults are calibrated (see README)."""
 
     enabled: bool = Field(default=True, description="Run QA on this stage's output")
-    text_min_similarity: float = Field(
-        default=0.9, ge=0, le=1, description="Minimum normalised edit similarity per expected label string"
+    text_min_similarity: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Minimum normalised edit similarity (1 - Levenshtein / longer length) per expected label "
+        "string; None uses the calibrated threshold (qa/thresholds.json)",
     )
     sharpness_min: float | None = Field(
         default=None, ge=0, description="Minimum sharpness score; None uses the calibrated threshold"
