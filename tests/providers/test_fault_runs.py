@@ -1,0 +1,157 @@
+"""Fifty staged runs through the CLI against loopback vendors that fail on purpose.
+
+Faults on every vendor call: 20% 5xx (half 500, half 503), 10% 429 with ``Retry-After``, 5% hangs past the
+configured read timeout, 5% truncated bodies. Every run must complete or end with a recorded reason; nothing
+crashes; every answer the vendors completed is paid exactly once; no run and no day passes its budget.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import FakeGoogle, FakeIdeogram, FakeStability
+from tests.providers._cli import as_json, assert_no_key_anywhere, image_gen, rows
+
+RUNS = 50
+PER_RUN_USD = 0.30
+PER_DAY_USD = 9.00
+RATES = {"500": 0.10, "503": 0.10, "429": 0.10, "hang": 0.05, "truncate": 0.05}
+KEYS = {"ideogram": "ideo-fault-key-1", "stability": "sk-fault-key-2", "google": "AIza-fault-key-3"}
+
+CONFIG = f"""
+name = "staged-faults"
+[pipeline]
+model = "staged-selection"
+stages = ["draft:ideogram-v1-turbo", "layout:ideogram-v2a", "final:sd3.5-medium", "hires:gemini-3-pro-image"]
+width = 64
+height = 64
+[pipeline.qa]
+enabled = false
+[stage.draft]
+seed = 42
+[budget]
+per_run_usd = {PER_RUN_USD}
+per_day_usd = {PER_DAY_USD}
+[retry]
+initial_s = 0
+max_s = 0
+max_retry_after_s = 0
+[providers.ideogram]
+timeout_s = 0.3
+[providers.stability]
+timeout_s = 0.3
+[providers.google]
+timeout_s = 0.3
+"""
+
+GENERATION_PATHS = ("/generate", "/remix", "/generate/sd3", ":generateContent")
+
+
+@pytest.fixture
+def faulty_vendors() -> Iterator[tuple[FakeIdeogram, FakeStability, FakeGoogle]]:
+    vendors = (
+        FakeIdeogram(KEYS["ideogram"], hang_s=0.6, size_scale=1 / 16, seed=1),
+        FakeStability(KEYS["stability"], hang_s=0.6, size_scale=1 / 16, seed=2),
+        FakeGoogle(KEYS["google"], hang_s=0.6, size_scale=1 / 16, seed=3),
+    )
+    for v in vendors:
+        v.faults.rates = dict(RATES)
+        v.start()
+    yield vendors
+    for v in vendors:
+        v.stop()
+
+
+def test_fifty_runs_under_faults(
+    tmp_path: Path,
+    faulty_vendors: tuple[FakeIdeogram, FakeStability, FakeGoogle],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ideogram, stability, google = faulty_vendors
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    env = {
+        "IDEOGRAM_API_KEY": KEYS["ideogram"],
+        "IDEOGRAM_BASE_URL": ideogram.url,
+        "STABILITY_API_KEY": KEYS["stability"],
+        "STABILITY_BASE_URL": stability.url,
+        "GEMINI_API_KEY": KEYS["google"],
+        "GOOGLE_GEMINI_BASE_URL": google.url,
+    }
+    (tmp_path / "staged.toml").write_text(CONFIG)
+    (tmp_path / "prompts.txt").write_text(
+        "".join(f'Bottle number {i} on a shelf, label reading "BATCH {i:02d}"\n' for i in range(RUNS))
+    )
+    ws = tmp_path / "ws"
+
+    proc = image_gen(
+        "run",
+        "--config",
+        str(tmp_path / "staged.toml"),
+        "--prompt-file",
+        str(tmp_path / "prompts.txt"),
+        "--workspace",
+        str(ws),
+        "--json",
+        env=env,
+    )
+
+    # No crash: a normal exit code, a JSON report, no traceback.
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    report = as_json(proc)["runs"]
+    assert len(report) == RUNS
+
+    # Every run completes or ends with a recorded reason.
+    runs = rows(ws, "SELECT id, status, reason, cost_usd FROM runs")
+    assert len(runs) == RUNS
+    for run in runs:
+        assert run["status"] in ("completed", "failed", "budget_stopped"), run
+        if run["status"] != "completed":
+            assert run["reason"], run
+
+    calls = rows(
+        ws,
+        "SELECT run_id, stage_run_id, provider, state, billed, cost_usd, expected_cost_usd, "
+        "error_kind FROM calls",
+    )
+    assert not [c for c in calls if c["state"] == "sent"]  # every call finished and was recorded
+
+    # Every vendor answer that completed (and so was billed) is paid exactly once in the registry.
+    served = {
+        "ideogram": sum(1 for r in ideogram.records if r.method == "POST" and r.status == 200),
+        "stability": sum(1 for r in stability.records if r.status == 200),
+        "google": sum(1 for r in google.records if r.status == 200),
+    }
+    paid = Counter(c["provider"] for c in calls if c["billed"])
+    assert dict(paid) == served
+    # A finished stage was paid for by exactly one successful call.
+    done = rows(ws, "SELECT id FROM stage_runs WHERE status = 'done'")
+    ok_per_stage = Counter(c["stage_run_id"] for c in calls if c["state"] == "ok")
+    assert all(ok_per_stage[s["id"]] == 1 for s in done)
+    assert sum(ok_per_stage.values()) == len(done)
+
+    # The budget is never passed: not by any run, not by the day.
+    spend: Counter[str] = Counter()
+    for c in calls:
+        spend[c["run_id"]] += c["cost_usd"]
+    assert max(spend.values()) <= PER_RUN_USD + 1e-9
+    assert sum(spend.values()) <= PER_DAY_USD + 1e-9
+
+    procs = [proc]
+    assert_no_key_anywhere(ws, procs, KEYS.values())
+
+    statuses = Counter(r["status"] for r in runs)
+    reasons = Counter((r["reason"] or "").split(":")[0] for r in runs if r["status"] != "completed")
+    errors = Counter(c["error_kind"] for c in calls if c["state"] == "failed")
+    print(f"\nruns: {dict(statuses)}; reasons: {dict(reasons)}")
+    print(f"calls: {len(calls)} ({dict(Counter(c['state'] for c in calls))}); errors: {dict(errors)}")
+    print(
+        f"spend: ${sum(spend.values()):.3f} of ${PER_DAY_USD:.2f}/day; max run ${max(spend.values()):.3f} "
+        f"of ${PER_RUN_USD:.2f}"
+    )
+    assert statuses["completed"] >= RUNS // 3  # faults are survived by retries, not only recorded
+    assert sum(errors.values()) > 0  # the faults really happened
