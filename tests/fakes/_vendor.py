@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from typing import Any, Self
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -43,7 +43,7 @@ class FakeVendor:
         raise NotImplementedError
 
     # -- life cycle ----------------------------------------------------------------------------------
-    def start(self) -> FakeVendor:
+    def start(self) -> Self:
         self._server = LoopbackServer(self.app).start()
         return self
 
@@ -52,7 +52,7 @@ class FakeVendor:
             self._server.stop()
             self._server = None
 
-    def __enter__(self) -> FakeVendor:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
