@@ -156,7 +156,7 @@ class Provider(Protocol):
 
 def encode_png(image: Image.Image) -> bytes:
     buf = io.BytesIO()
-    image.save(buf, format="PNG")
+    image.save(buf, format="PNG", compress_level=3)
     return buf.getvalue()
 
 

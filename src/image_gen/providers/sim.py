@@ -84,7 +84,7 @@ class SimProvider:
                 img, d = self._render(entry, request, img_rng, rates, img_seed)
             defects.extend(d)
             buf = io.BytesIO()
-            img.save(buf, format="PNG")
+            img.save(buf, format="PNG", compress_level=1)  # speed over size: it is a stand-in
             images.append(
                 GeneratedImage(buf.getvalue(), seed=img_seed, width=img.width, height=img.height,
                                metadata={"defects": d, "simulated": True})

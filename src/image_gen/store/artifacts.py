@@ -43,7 +43,7 @@ def encode_with_metadata(image: Any, meta: dict[str, Any]) -> bytes:
     info.add_text(PARAMS_CHUNK, a1111_parameters(meta))
     info.add_text(JSON_CHUNK, json.dumps(meta, sort_keys=True, default=str))
     buf = io.BytesIO()
-    image.save(buf, format="PNG", pnginfo=info)
+    image.save(buf, format="PNG", pnginfo=info, compress_level=3)
     return buf.getvalue()
 
 
