@@ -27,7 +27,7 @@ def test_measures_are_size_normalised(render):
     small = render(["GOLDEN HONEY"], size=(512, 512), seed=5)
     large = small.resize((2048, 2048), Image.Resampling.LANCZOS)
     a, b = measure(small), measure(large)
-    # Upscaling 4x then normalising back to 512 gives nearly the same image (film grain is smoothed a little)...
+    # Upscaling 4x then normalising back to 512 gives nearly the same image (grain is smoothed a little)...
     assert a["laplacian_var"] / 2 < b["laplacian_var"] < a["laplacian_var"] * 2
     assert a["hf_energy"] / 2 < b["hf_energy"] < a["hf_energy"] * 2
     # ...whereas measured at full size the upscale would look many times softer.
