@@ -402,7 +402,10 @@ class Runner:
         st = plan.settings
         width, height = st.width, st.height
         if not (width and height):
-            if st.aspect_ratio:
+            art = self.registry.artifact(input_sha) if input_sha and not st.aspect_ratio else None
+            if art is not None:  # a handoff without an asked size keeps the incoming image's size
+                width, height = width or art.width, height or art.height
+            elif st.aspect_ratio:
                 a, b = (int(x) for x in st.aspect_ratio.split(":"))
                 scale = (DEFAULT_SIZE * DEFAULT_SIZE / (a * b)) ** 0.5
                 width, height = int(round(a * scale / 16) * 16), int(round(b * scale / 16) * 16)
