@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from image_gen.config import Config, load_config
 from image_gen.errors import InputError, WorkFailed
-from image_gen.pipeline.runner import Brief, Events, RunOutcome, Runner
+from image_gen.pipeline.runner import Brief, Events, Runner, RunOutcome
 from image_gen.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def _coerce_config(cfg: Config | Mapping[str, Any] | str | os.PathLike[str]) -> 
         return cfg, None
     if isinstance(cfg, Mapping):
         return load_config(cfg), None
-    return load_config(cfg), str(cfg)
+    return load_config(Path(cfg)), str(cfg)
 
 
 def make_runner(cfg: Config, *, workspace: str | os.PathLike[str] | Workspace | None = None,

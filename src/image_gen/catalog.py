@@ -41,7 +41,9 @@ class ModelEntry(BaseModel):
     version: str = "1"
     options: dict[str, Any] = Field(default_factory=dict)
     local_repo: str | None = None
-    native_upscaler: str | None = Field(default=None, description="Catalog id of the upscaler used when no tiling is asked")
+    native_upscaler: str | None = Field(
+        default=None, description="Catalog id of the upscaler used when no tiling is asked"
+    )
     sim_soft_rate: float = Field(default=0.1, ge=0, le=1)
     sim_typo_rate: float = Field(default=0.1, ge=0, le=1)
     sim_fail_rate: float = Field(default=0.02, ge=0, le=1)

@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("image_gen.cli.models_cmd:models", "List the model catalog."),
     "config": ("image_gen.cli.config_cmd:config", "Check a config file or print its JSON Schema."),
     "providers": ("image_gen.cli.providers_cmd:providers", "Say which providers are configured (never a key)."),
+    "finish": ("image_gen.cli.finish_cmd:finish", "Run a finishing config (upscale, adapters, QA) on an image."),
+    "upscale": ("image_gen.cli.finish_cmd:upscale", "Upscale an image 2x/4x in blended tiles through a model."),
     "qa": ("image_gen.cli.qa_cmd:qa", "Check image files: label text (OCR), softness, size; exit 1 on a fail."),
 }
 

@@ -59,7 +59,7 @@ def list_runs(search: str | None, status: str | None, limit: int, workspace: str
 
     ws = Workspace.resolve(workspace)
     rows = ws.registry().list_runs(search=search, status=status, limit=limit)
-    data = [{"run_id": r.id, "status": r.status, "cost_usd": r.cost_usd, "latency_s": r.latency_s,
+    data: list[dict[str, Any]] = [{"run_id": r.id, "status": r.status, "cost_usd": r.cost_usd, "latency_s": r.latency_s,
              "qa_passed": r.qa_passed, "simulated": r.simulated, "pipeline": r.pipeline_name,
              "prompt": r.prompt, "created_at": r.created_at} for r in rows]
     if as_json:

@@ -25,6 +25,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -627,12 +628,10 @@ class Runner:
         if self.registry.artifact(sha) is not None:
             return
         path = self.workspace.artifacts().path_for(sha)
-        try:
+        with suppress(IntegrityError):  # another process recorded the same content first
             self.registry.add(Artifact(sha256=sha, path=str(path.relative_to(self.workspace.root)), width=pil.width,
                                        height=pil.height, format=(pil.format or "PNG"),
                                        size_bytes=path.stat().st_size, simulated=simulated))
-        except IntegrityError:
-            pass
 
     # 5 + 9. render, QA, re-roll, escalate ------------------------------------------------------------------------
     def _request(self, ctx: _StageContext, entry: ModelEntry, seed: int, input_sha: str | None) -> ImageRequest:

@@ -51,7 +51,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     from PIL import Image
 
     with Image.open(path) as img:
-        return {k: v for k, v in img.info.items() if isinstance(v, str)}
+        return {str(k): v for k, v in img.info.items() if isinstance(v, str)}
 
 
 class ArtifactStore:
