@@ -1,0 +1,109 @@
+"""``finish`` and ``upscale``: run a finishing config, or a tiled/native upscale, on an existing image."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from image_gen.cli._common import emit_json, json_option, workspace_option
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from image_gen.api import GenerateResult
+
+
+def _open_image(path: str, field: str) -> Image.Image:
+    from PIL import Image, UnidentifiedImageError
+
+    from image_gen.errors import InputError
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("file not found", file=path, field=field)
+    try:
+        img = Image.open(p)
+        img.load()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"not a readable image ({exc})", file=path, field=field) from None
+    return img
+
+
+def _check_out(out: str | None) -> None:
+    from image_gen.errors import InputError
+
+    if out and Path(out).suffix.lower() not in ("", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"):
+        raise InputError("expected an image file name (.png, .jpg, .webp, .tif)", file=out, field="--out")
+
+
+def _report(result: GenerateResult, out: str | None, as_json: bool) -> None:
+    from image_gen.cli._render import exit_code, print_outcomes
+
+    outcome = result.record
+    written = str(result.save(out)) if out and outcome.final_artifact else None
+    if as_json:
+        data: dict[str, Any] = {"run": outcome.to_dict(), "out": written,
+                                "artifact": str(result.path) if result.path else None}
+        emit_json(data)
+    else:
+        print_outcomes([outcome])
+        if written:
+            click.echo(f"wrote {written}")
+        elif result.path:
+            click.echo(f"image: {result.path}")
+    sys.exit(exit_code([outcome]))
+
+
+@click.command()
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="Finishing config (TOML, YAML or JSON): a model with upscale/adapters, or stages.")
+@click.option("--prompt", default=None, help="The brief (default: the prompt embedded in IMAGE, if any).")
+@click.option("--simulate", is_flag=True, help="Run on the simulated twin of the model (offline, no key).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the finished image here.")
+@workspace_option
+@json_option
+def finish(image: str, config_path: str, prompt: str | None, simulate: bool, out: str | None,
+           workspace: str | None, as_json: bool) -> None:
+    """Run a finishing config on an existing IMAGE (upscale, color-match, typography-preserve, QA)."""
+    from image_gen import api
+
+    _check_out(out)
+    img = _open_image(image, "IMAGE")
+    cfg = api.load_config(config_path)
+    result = api.generate_pipeline(seed_image=img, cfg=cfg, prompt=prompt, simulate=simulate or None,
+                                   workspace=workspace)
+    _report(result, out, as_json)
+
+
+@click.command()
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--factor", type=click.Choice(["2", "4"]), default="2", show_default=True, help="Upscale factor.")
+@click.option("--model", default="sd3.5-medium", show_default=True,
+              help="Catalog model whose image-to-image refines the tiles (or whose native upscaler runs).")
+@click.option("--tile-size", type=click.IntRange(64, 4096), default=512, show_default=True,
+              help="Tile size in pixels.")
+@click.option("--overlap", type=click.IntRange(0, 1024), default=32, show_default=True,
+              help="Overlap between tiles in pixels (less than half the tile size).")
+@click.option("--native", is_flag=True, help="Use the model's native upscaler instead of tiles.")
+@click.option("--prompt", default=None, help="The brief (default: the prompt embedded in IMAGE, if any).")
+@click.option("--simulate", is_flag=True, help="Run on the simulated twin of the model (offline, no key).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the upscaled image here.")
+@workspace_option
+@json_option
+def upscale(image: str, factor: str, model: str, tile_size: int, overlap: int, native: bool, prompt: str | None,
+            simulate: bool, out: str | None, workspace: str | None, as_json: bool) -> None:
+    """Upscale IMAGE 2x or 4x: resample, refine tile by tile through MODEL, blend, harmonise."""
+    from image_gen import api
+    from image_gen.errors import InputError
+
+    _check_out(out)
+    if not native and 2 * overlap >= tile_size:
+        raise InputError(f"must be less than half of --tile-size ({tile_size}), got {overlap}", field="--overlap")
+    img = _open_image(image, "IMAGE")
+    result = api.upscale_image(img, factor=int(factor), model=model, tile_size=None if native else tile_size,
+                               overlap=overlap, prompt=prompt, simulate=simulate or None, workspace=workspace)
+    _report(result, out, as_json)
