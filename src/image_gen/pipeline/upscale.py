@@ -116,10 +116,12 @@ def tiled_upscale(image: Image.Image, factor: int, *, tile_size: int = 512, over
     width, height = image.size[0] * factor, image.size[1] * factor
     alpha = image.getchannel("A") if "A" in image.getbands() else None
     big = image.convert("RGB").resize((width, height), PILImage.Resampling.LANCZOS)
+    out: Image.Image
     if render_tile is None:
         out = big
     else:
         source = _rgb_array(big)
+        del big  # the array is the copy that is used from here on
         plan = TilePlan(width, height, tile_size, overlap)
         acc = TileAccumulator(width, height, 3, normalised=True)
         for index, (tile, weights) in enumerate(plan.normalised_weights(blend)):
