@@ -22,10 +22,12 @@ def test_providers_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STABILITY_API_KEY", raising=False)
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     monkeypatch.setenv("GOOGLE_API_KEY", "goog-secret-value-4242")
+    monkeypatch.setenv("IDEOGRAM_BASE_URL", f"http://user:{SECRET}@127.0.0.1:8123/api?key={SECRET}")
     out = CliRunner().invoke(cli, ["providers", "--json"])
     assert out.exit_code == 0, out.output
     rows = {r["name"]: r for r in json.loads(out.output)["providers"]}
     assert rows["ideogram"]["configured"] and rows["ideogram"]["key_from"] == "IDEOGRAM_API_KEY"
+    assert rows["ideogram"]["base_url"] == "http://127.0.0.1:8123/api"
     assert rows["google"]["configured"] and rows["google"]["key_from"] == "GOOGLE_API_KEY"
     assert not rows["stability"]["configured"] and rows["stability"]["key_from"] is None
     assert SECRET not in out.output and "goog-secret-value-4242" not in out.output

@@ -45,9 +45,21 @@ def provider_status() -> list[dict[str, Any]]:
         if name in KEY_VARS:
             row["key_vars"] = list(KEY_VARS[name])
             row["key_from"] = next((v for v in KEY_VARS[name] if os.environ.get(v)), None)
-            row["base_url"] = os.environ.get(BASE_URL_VARS[name]) or None
+            row["base_url"] = _public_url(os.environ.get(BASE_URL_VARS[name]))
         rows.append(row)
     return rows
+
+
+def _public_url(url: str | None) -> str | None:
+    """A base URL without user info or query (where a careless setup might have put a key)."""
+    if not url:
+        return None
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 @click.command("providers")
