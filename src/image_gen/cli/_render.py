@@ -46,7 +46,7 @@ def print_outcomes(outcomes: list[RunOutcome]) -> None:
 
     con = console()
     for o in outcomes:
-        label = " [simulated]" if o.simulated else ""
+        label = " \\[simulated]" if o.simulated else ""  # escaped: rich would read [simulated] as a style
         con.print(f"[bold]run {o.run_id}[/bold]{label}  {o.status}  ${o.cost_usd:.4f}  "
                   f"{o.latency_s:.2f}s  {o.prompt[:70]}")
         t = Table(show_header=True, header_style="bold")

@@ -104,7 +104,8 @@ def show(run_id: str, workspace: str | None, as_json: bool) -> None:
     from image_gen.cli._render import console
 
     con = console()
-    con.print(f"[bold]run {rec['run_id']}[/bold] {rec['status']}{' [simulated]' if rec['simulated'] else ''}")
+    sim = " \\[simulated]" if rec["simulated"] else ""  # escaped: rich would read [simulated] as a style
+    con.print(f"[bold]run {rec['run_id']}[/bold] {rec['status']}{sim}")
     con.print(f"prompt: {rec['prompt']}")
     con.print(f"cost ${rec['cost_usd']:.4f}  latency {rec['latency_s']:.2f}s  QA {rec['qa_passed']}")
     for s in rec["stages"]:

@@ -5,7 +5,8 @@ label carrying the prompt's quoted text typeset in Pillow's bundled font. Docume
 (``sim_soft_rate``, ``sim_typo_rate``, ``sim_fail_rate`` in the catalog, overridable under ``[sim]``) make some
 renders soft (Gaussian blur), some labels wrong (a swapped, dropped or substituted letter) and some calls fail
 (``Transient``). Image-to-image keeps the init image's colour and lighting at low frequencies in proportion to
-``1 - strength`` and draws its own details, so a handoff between stages is visible. Everything it returns is
+``1 - strength`` and draws its own details, so a handoff between stages is visible; below a strength of 0.35 it
+refines the init image instead (keeps its content, sharpens, drifts its tone a little, as tile-by-tile refiners do). Everything it returns is
 marked simulated, and its latency is the simulated one (it sleeps ``latency_scale`` of it, 0 by default).
 """
 
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from image_gen.catalog import Catalog, ModelEntry
+
+REFINE_BELOW = 0.35
+"""Image-to-image below this strength refines the init image; at or above it, the model draws its own details."""
 
 _QUOTED = re.compile(r"\"([^\"]+)\"|“([^”]+)”|(?<![A-Za-z])'([^']+)'(?![A-Za-z])")
 
@@ -127,8 +131,11 @@ class SimProvider:
         from PIL import Image, ImageFilter
 
         width, height = _size(request)
-        texts = quoted_texts(request.prompt) or []
         defects: list[str] = []
+        strength = request.strength if request.strength is not None else 0.5
+        if request.operation == "img2img" and request.init_image is not None and strength < REFINE_BELOW:
+            return self._refine(request, rng, rates, width, height, strength)
+        texts = quoted_texts(request.prompt) or []
         if texts and rng.random() < rates["typo"]:
             texts = _misspell(texts, rng)
             defects.append("typo")
@@ -136,7 +143,7 @@ class SimProvider:
         if request.operation == "img2img" and request.init_image is not None:
             init = Image.open(io.BytesIO(request.init_image)).convert("RGB").resize((width, height),
                                                                                    Image.Resampling.LANCZOS)
-            keep = 1.0 - (request.strength if request.strength is not None else 0.5)
+            keep = 1.0 - strength
             radius = max(2.0, 0.02 * min(width, height))
             low_new = np.asarray(scene.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32)
             low_init = np.asarray(init.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32)
@@ -146,6 +153,26 @@ class SimProvider:
             scene = scene.filter(ImageFilter.GaussianBlur(max(2.0, 0.004 * min(width, height))))
             defects.append("soft")
         return scene, defects
+
+    def _refine(self, request: ImageRequest, rng: np.random.Generator, rates: dict[str, float], width: int,
+                height: int, strength: float) -> tuple[Image.Image, list[str]]:
+        """Low-strength image-to-image: keep the init image's content, sharpen it a little and drift its tone
+        (as real models do tile by tile); the label text is kept as it was."""
+        import numpy as np
+        from PIL import Image, ImageFilter
+
+        assert request.init_image is not None
+        init = Image.open(io.BytesIO(request.init_image)).convert("RGB").resize((width, height),
+                                                                               Image.Resampling.LANCZOS)
+        out = init.filter(ImageFilter.UnsharpMask(radius=2, percent=int(40 + 200 * strength), threshold=2))
+        drift = rng.normal(0.0, 40.0 * strength, 3).astype(np.float32)
+        arr = np.asarray(out, dtype=np.float32) + drift[None, None, :]
+        out = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+        defects = []
+        if rng.random() < rates["soft"] * strength:
+            out = out.filter(ImageFilter.GaussianBlur(max(1.5, 0.003 * min(width, height))))
+            defects.append("soft")
+        return out, defects
 
     def _upscale(self, request: ImageRequest, rng: np.random.Generator,
                  rates: dict[str, float]) -> tuple[Image.Image, list[str]]:
