@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finish": ("image_gen.cli.finish_cmd:finish", "Run a finishing config (upscale, adapters, QA) on an image."),
     "upscale": ("image_gen.cli.finish_cmd:upscale", "Upscale an image 2x/4x in blended tiles through a model."),
     "qa": ("image_gen.cli.qa_cmd:qa", "Check image files: label text (OCR), softness, size; exit 1 on a fail."),
+    "report": ("image_gen.cli.report_cmd:report", "Compare two pipelines on the same briefs: Markdown/HTML report."),
 }
 
 

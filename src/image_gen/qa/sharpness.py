@@ -92,5 +92,5 @@ def soft_reasons(
     if lap_low:
         parts.append(f"Laplacian variance {measures['laplacian_var']:.1f} < {lap_min:.1f}")
     if hf_low and rule != "laplacian":
-        parts.append(f"high-frequency energy {measures['hf_energy']:.4f} < {hf_min:.4f}")
+        parts.append(f"high-frequency energy {measures['hf_energy']:.2e} < {hf_min:.2e}")
     return ["soft focus: " + ", ".join(parts)]
