@@ -39,6 +39,7 @@ strength = 0.6
 steps = 40
 strength = 0.35
 upscale = "2x"
+adapters = ["color-match", "typography-preserve"]
 
 [stage.hires]
 {gate}
