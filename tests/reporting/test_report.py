@@ -184,3 +184,25 @@ def test_missing_config_is_bad_input(made, capsys):
         capsys,
     )
     assert code == 2 and "nope.toml" in err
+
+
+def test_run_metrics_are_recorded_in_the_registry_and_agree_with_the_report(made, report):
+    from image_gen.reporting.metrics import record_run_metrics
+    from image_gen.workspace import Workspace
+
+    data = json.loads((made["out"] / "metrics.json").read_text())
+    staged = data["pipelines"][1]
+    ws = Workspace.resolve(made["ws"])
+    try:
+        reg = ws.registry()
+        values = [record_run_metrics(reg, rid) for rid in staged["run_ids"]]
+        record_run_metrics(reg, staged["run_ids"][0])  # recording twice replaces, never duplicates
+        stored = {m.name: m.value for m in reg.metrics(staged["run_ids"][0])}
+        assert len(reg.metrics(staged["run_ids"][0])) == len(stored)
+    finally:
+        ws.close()
+    assert stored == pytest.approx(values[0])
+    assert sum(v["cost_usd"] for v in values) == pytest.approx(staged["cost_total"])
+    assert sum(v["success"] for v in values) == staged["successes"]
+    assert sum(v["calls"] for v in values) == staged["calls"]
+    assert {"stage.draft.latency_s", "stage.layout.latency_s"} <= set(values[0])

@@ -115,6 +115,39 @@ def load_runs(registry: Registry, run_ids: Iterable[str], pipeline: str | None =
     return out
 
 
+def run_metrics(run: RunRecord) -> dict[str, float]:
+    """One run's figures, as (name, value) pairs fit for the registry's ``metrics`` table."""
+    finished = [s for s in run.stages if s.status == "done"]
+    out = {
+        "success": float(run.succeeded),
+        "latency_s": run.latency_s,
+        "cost_usd": run.cost_usd,
+        "calls": float(run.calls),
+        "rerolls": float(sum(s.rerolls for s in run.stages)),
+        "escalations": float(sum(1 for s in run.stages if s.escalated_to)),
+        "cache_hits": float(sum(s.cache_hit for s in finished)),
+        "stages_done": float(len(finished)),
+    }
+    for s in finished:
+        out[f"stage.{s.name}.latency_s"] = s.latency_s
+        out[f"stage.{s.name}.cost_usd"] = s.cost_usd
+    return out
+
+
+def record_run_metrics(registry: Registry, run_id: str) -> dict[str, float]:
+    """Compute a finished run's figures and store them in the ``metrics`` table (replacing earlier ones)."""
+    from sqlalchemy import delete
+
+    from image_gen.store.models import Metric
+
+    (record,) = load_runs(registry, [run_id])
+    values = run_metrics(record)
+    with registry.session() as s:
+        s.execute(delete(Metric).where(Metric.run_id == record.run_id, Metric.stage_run_id.is_(None)))
+        s.add_all(Metric(run_id=record.run_id, name=k, value=float(v)) for k, v in values.items())
+    return values
+
+
 # ------------------------------------------------------------------------------------------------ figures
 
 
