@@ -190,7 +190,7 @@ def test_bad_key_gives_one_clear_message_and_exit_2(
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     out = proc.stdout + proc.stderr
-    assert out.count("refused the API key") == 1 and "Traceback" not in out
+    assert out.count("the API key was refused") == 1 and "Traceback" not in out
     assert "sk-not-the-right-key" not in out
     assert len(fake_stability.calls("/generate/sd3")) == 1  # not retried
 

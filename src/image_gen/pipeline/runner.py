@@ -527,17 +527,19 @@ class Runner:
                                           attempt.retry_state.attempt_number, expected)
         except RetryError as exc:  # pragma: no cover - reraise=True re-raises the last error instead
             raise StageStop("failed", str(exc)) from exc
+        # provider messages start with the provider's name already
         except ContentFiltered as exc:
-            raise StageStop("failed", f"content filtered by {provider_name}: {exc}", "content_filtered") from exc
+            raise StageStop("failed", f"content filtered: {exc}", "content_filtered") from exc
         except AuthenticationFailed as exc:
-            raise StageStop("failed", f"{provider_name} refused the API key: {exc}", "auth") from exc
+            raise StageStop("failed", str(exc), "auth") from exc
         except NotConfigured as exc:
             raise StageStop("failed", str(exc), "not_configured") from exc
         except OutOfMemory:
             raise
         except ProviderError as exc:
             kind = type(exc).__name__
-            raise StageStop("failed", f"{kind} from {provider_name} after retries: {exc}", kind.lower()) from exc
+            tried = f" after {attempts} attempts" if exc.retryable else ""
+            raise StageStop("failed", f"{kind}{tried}: {exc}", kind.lower()) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _wait(self, retry_state: Any) -> float:
