@@ -204,10 +204,9 @@ def describe_failures(scores: TextScores, min_similarity: float) -> list[str]:
         if not scores.read_text.strip():
             reasons.append(f'label "{mt.expected}" missing: no legible text found')
         elif mt.similarity < 0.5:
-            closest = f' (closest: "{mt.read}")' if mt.read else ""
             reasons.append(
-                f'label "{mt.expected}" missing: read "{_short(scores.read_text)}"{closest}, '
-                f"similarity {mt.similarity:.2f} < {min_similarity:.2f}"
+                f'label "{mt.expected}" missing: read "{_short(scores.read_text)}" instead '
+                f"(similarity {mt.similarity:.2f} < {min_similarity:.2f})"
             )
         else:
             reasons.append(
