@@ -1,5 +1,4 @@
-"""The local diffusers provider on tiny, randomly initialised SD3-style and UNet pipelines loaded from disk.
-"""
+"""The local diffusers provider on tiny, randomly initialised SD3-style and UNet pipelines loaded from disk."""
 
 from __future__ import annotations
 
@@ -75,15 +74,11 @@ def test_missing_weights_folder_is_not_configured(tmp_path: Path) -> None:
         provider().generate(request(tmp_path))
 
 
-def test_missing_torch_or_diffusers_says_how_to_install(
-    monkeypatch: pytest.MonkeyPatch, tiny_sd3: Path
-) -> None:
+def test_missing_torch_or_diffusers_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tiny_sd3: Path) -> None:
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "diffusers" else real(name, *a)
-    )
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "diffusers" else real(name, *a))
     p = provider()
     assert not p.is_configured()
     with pytest.raises(
@@ -116,9 +111,7 @@ def test_bad_provider_options_fail_loudly() -> None:
 
 
 @pytest.mark.parametrize("family", ["tiny_sd3", "tiny_sd"])
-def test_text_to_image_delivers_the_asked_size_and_records_the_call(
-    family: str, request_fixture: Any
-) -> None:
+def test_text_to_image_delivers_the_asked_size_and_records_the_call(family: str, request_fixture: Any) -> None:
     folder = request_fixture.getfixturevalue(family)
     # 100x72 is not a multiple of the pipelines' 16 (SD3: VAE x8 times patch 2) or 8 px: rendered larger,
     # then cropped.

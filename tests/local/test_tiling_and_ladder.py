@@ -59,12 +59,11 @@ def test_tiled_generation_at_a_size_that_is_not_a_multiple_of_the_tile(
     model = loaded(folder)
     # The first layer sees every tile: count the latent shapes that reach it.
     first_layer = getattr(model.denoiser, "pos_embed", None) or model.denoiser.conv_in
-    shapes: list[tuple[int, int]] = []
-    handle = first_layer.register_forward_pre_hook(lambda _m, args: shapes.append(tuple(args[0].shape[-2:])))
+    shapes: list[tuple[int, ...]] = []
+    handle = first_layer.register_forward_pre_hook(lambda _m, args: shapes.append(tuple(args[0].shape)))
+    options = {"tile_size": 64, "overlap": 16, "tile_batch": 4}
     try:
-        res = provider().generate(
-            request(folder, width=width, height=height, steps=3, options={"tile_size": 64, "overlap": 16})
-        )
+        res = provider().generate(request(folder, width=width, height=height, steps=3, options=options))
     finally:
         handle.remove()
     md = res.metadata
@@ -82,10 +81,12 @@ def test_tiled_generation_at_a_size_that_is_not_a_multiple_of_the_tile(
         cover[y0:y1, x0:x1] += 1
     assert cover.min() >= 1 and cover.max() >= 2
     assert len(tiles) == len({tuple(t) for t in tiles}) > 1
-    # Each step ran the denoiser once per tile, on 8x8 latents (64 px / VAE factor 8), never on the whole
-    # canvas.
-    assert len(shapes) == 3 * len(tiles)
-    assert set(shapes) == {(8, 8)}
+    # Each step ran the denoiser on every tile (guidance doubles the batch), as 8x8 latents (64 px / VAE
+    # factor 8) stacked at most 4 tiles a pass, never on the whole canvas.
+    assert sum(n for n, *_ in shapes) == 3 * len(tiles) * 2
+    assert {s[-2:] for s in shapes} == {(8, 8)}
+    assert max(n for n, *_ in shapes) == 4 * 2
+    assert len(shapes) == 3 * -(-len(tiles) // 4)
     assert "forward" not in model.denoiser.__dict__  # the tiled forward is gone after the call
     assert pixels(res.images[0].data).std() > 1
 
@@ -93,8 +94,7 @@ def test_tiled_generation_at_a_size_that_is_not_a_multiple_of_the_tile(
 def test_tiled_generation_is_deterministic_and_one_tile_is_the_untiled_pipeline(tiny_sd3: Path) -> None:
     p = provider()
     tiled = [
-        p.generate(request(tiny_sd3, width=160, height=112, options={"tile_size": 64, "overlap": 16}))
-        for _ in range(2)
+        p.generate(request(tiny_sd3, width=160, height=112, options={"tile_size": 64, "overlap": 16})) for _ in range(2)
     ]
     assert tiled[0].images[0].data == tiled[1].images[0].data
     untiled = p.generate(request(tiny_sd3)).images[0]
@@ -103,21 +103,27 @@ def test_tiled_generation_is_deterministic_and_one_tile_is_the_untiled_pipeline(
     assert np.abs(pixels(untiled.data) - pixels(one_tile.images[0].data)).max() <= 1
 
 
-@pytest.mark.parametrize("blend", ["cosine", "linear", "gaussian"])
-def test_multidiffusion_blend_reproduces_a_pointwise_denoiser_exactly(blend: str) -> None:
-    # A 1x1 convolution sees one latent pixel at a time, so tiling must not change its output at all:
-    # the blend weights of overlapping tiles add to exactly 1 everywhere.
+@pytest.mark.parametrize(("blend", "tile_batch"), [("cosine", 1), ("linear", 3), ("gaussian", 8)])
+def test_multidiffusion_blend_reproduces_a_pointwise_denoiser_exactly(blend: str, tile_batch: int) -> None:
+    # A 1x1 convolution sees one latent pixel at a time, so tiling must not change its output at all: the
+    # blend weights of overlapping tiles add to exactly 1 everywhere, and tiles stacked on the batch axis get
+    # their own sample's conditioning (here a per-sample scale) repeated in the same order.
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(4, 4, kernel_size=1)
     x = torch.randn(2, 4, 37, 29)
+    scale = torch.tensor([1.0, -3.0]).view(2, 1, 1, 1)
 
-    def forward(sample: Any, timestep: Any, return_dict: bool = True) -> Any:
-        return (conv(sample),)
+    def forward(sample: Any, timestep: Any, cond: Any, return_dict: bool = True) -> Any:
+        assert sample.shape[0] == cond["scale"].shape[0] and sample.shape[-1] <= 12
+        return (conv(sample) * cond["scale"],)
 
-    tiled = _local_engine.multidiffusion_forward(forward, tile=12, overlap=3, blend=blend)
+    tiled = _local_engine.multidiffusion_forward(forward, tile=12, overlap=3, blend=blend, tile_batch=tile_batch)
     with torch.no_grad():
-        assert torch.allclose(tiled(x, 0, return_dict=False)[0], conv(x), atol=1e-5)
-        assert torch.allclose(tiled(sample=x, timestep=0)[0], conv(x), atol=1e-5)
+        want = conv(x) * scale
+        got = tiled(x, torch.tensor(0), {"scale": scale}, return_dict=False)[0]
+        assert torch.allclose(got, want, atol=1e-5)
+        got = tiled(sample=x, timestep=torch.tensor(0), cond={"scale": scale})[0]
+        assert torch.allclose(got, want, atol=1e-5)
 
 
 def test_tiled_decode_of_one_tile_is_the_vae_decode(tiny_sd3: Path) -> None:
@@ -169,12 +175,16 @@ def test_smaller_batch_rung_halves_images_per_pass_without_changing_pixels(tiny_
         ("vae_tiling", "oom"),
         ("cpu_offload", "skipped"),
         ("tiled", "oom"),
-        ("smaller_batch", "oom"),
+        *[("smaller_batch", "oom")] * 3,
         ("smaller_batch", "ok"),
     ]
-    assert [e.get("batch") for e in res.metadata["memory_ladder"]] == [3, 3, None, 3, 2, 1]
-    # The same rung's settings with all three images in one pass give the same pixels (one generator per
-    # image).
+    # Images per pass halve to one, then latent tiles per pass (default 4) halve to one.
+    ladder = res.metadata["memory_ladder"]
+    assert [e.get("batch") for e in ladder] == [3, 3, None, 3, 2, 1, 1, 1]
+    assert [e.get("tile_batch") for e in ladder] == [None, None, None, 4, 4, 4, 2, 1]
+    assert res.metadata["tiled"] is True
+    # The same rung's tiles with all three images and four tiles in one pass give the same pixels (one
+    # generator per image; tiles blend the same whatever their grouping).
     direct = provider().generate(
         request(tiny_sd3, width=128, height=96, num_images=3, options={"memory_ladder_start": "tiled"})
     )
@@ -185,7 +195,7 @@ def test_smaller_batch_rung_halves_images_per_pass_without_changing_pixels(tiny_
 
 
 def test_exhausted_ladder_raises_out_of_memory_with_the_rungs_tried(tiny_sd3: Path) -> None:
-    p = provider(oom_inject=["base", "vae_tiling", "cpu_offload", "tiled", "smaller_batch"])
+    p = provider(oom_inject=["base", "vae_tiling", "cpu_offload", "tiled", "smaller_batch"], tile_batch=1)
     with pytest.raises(LocalOutOfMemory) as info:
         p.generate(request(tiny_sd3, width=128, height=96))
     err = info.value
@@ -204,9 +214,7 @@ def test_exhausted_ladder_raises_out_of_memory_with_the_rungs_tried(tiny_sd3: Pa
 
 
 def test_ladder_start_option_skips_the_rungs_above(tiny_sd3: Path) -> None:
-    res = provider().generate(
-        request(tiny_sd3, width=128, height=96, options={"memory_ladder_start": "vae_tiling"})
-    )
+    res = provider().generate(request(tiny_sd3, width=128, height=96, options={"memory_ladder_start": "vae_tiling"}))
     assert outcomes(res.metadata) == [("vae_tiling", "ok")]
     assert res.metadata["tiled"] is False
     assert loaded(tiny_sd3).text2img.vae.use_tiling  # diffusers' VAE tiling and slicing were on for that call

@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from PIL import Image
 
-from image_gen.pipeline.tiling import Edges, Tile, TileAccumulator, TilePlan, blend_weights, to_uint8
+from image_gen.pipeline.tiling import Tile, TileAccumulator, TilePlan, axis_profile, to_uint8
 
 OOM_MARKERS = ("out of memory", "can't allocate memory", "not enough memory", "failed to allocate")
 
@@ -85,6 +87,8 @@ class AttemptPlan:
     overlap: int = 64
     batch: int = 1
     """Images per denoiser forward pass."""
+    tile_batch: int = 1
+    """Latent tiles per denoiser forward pass (tiled generation)."""
     blend: str = "cosine"
 
 
@@ -220,7 +224,8 @@ class GenerationJob:
 
 
 OomHook = Callable[[AttemptPlan, int], bool]
-"""Test hook: given the attempt and the images in a forward pass, True raises an injected out-of-memory."""
+"""Test hook: given the attempt and the images (times latent tiles) stacked in one forward pass, True raises an
+injected out-of-memory."""
 
 
 def run_attempt(
@@ -261,7 +266,8 @@ def run_attempt(
         if job.operation == "img2img":
             kwargs["image"] = job.init_image
             kwargs["strength"] = job.strength if job.strength is not None else 0.6
-        with _injected_oom(model.denoiser, plan, len(seeds), inject), _tiled_denoiser(model, plan):
+        per_pass = len(seeds) * (plan.tile_batch if plan.tile_size else 1)
+        with _injected_oom(model.denoiser, plan, per_pass, inject), _tiled_denoiser(model, plan):
             out = pipe(**kwargs)
         if plan.tile_size:
             vae.disable_tiling()
@@ -273,9 +279,7 @@ def run_attempt(
 
 
 @contextmanager
-def _injected_oom(
-    denoiser: torch.nn.Module, plan: AttemptPlan, batch: int, inject: OomHook | None
-) -> Iterator[None]:
+def _injected_oom(denoiser: torch.nn.Module, plan: AttemptPlan, batch: int, inject: OomHook | None) -> Iterator[None]:
     """Raise a real ``torch.OutOfMemoryError`` from inside the denoiser's forward when the hook says so."""
     if inject is None:
         yield
@@ -314,7 +318,8 @@ def _tiled_denoiser(model: LoadedModel, plan: AttemptPlan) -> Iterator[None]:
     had_own = "forward" in module.__dict__
     previous = module.__dict__.get("forward")
     # module.forward may already be an accelerate offload hook's wrapper; tiles go through it too.
-    setattr(module, "forward", multidiffusion_forward(module.forward, tile, overlap, plan.blend))  # noqa: B010
+    tiled = multidiffusion_forward(module.forward, tile, overlap, plan.blend, plan.tile_batch)
+    setattr(module, "forward", tiled)  # noqa: B010
     try:
         yield
     finally:
@@ -324,48 +329,74 @@ def _tiled_denoiser(model: LoadedModel, plan: AttemptPlan) -> Iterator[None]:
             del module.forward
 
 
+def _repeat_batch(value: Any, batch: int, times: int) -> Any:
+    """``value`` with every tensor whose first dimension is the batch repeated ``times`` (dicts, lists too)."""
+    if times == 1:
+        return value
+    if isinstance(value, torch.Tensor):
+        if value.ndim >= 1 and value.shape[0] == batch:
+            return value.repeat(times, *([1] * (value.ndim - 1)))
+        return value
+    if isinstance(value, dict):
+        return {k: _repeat_batch(v, batch, times) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_repeat_batch(v, batch, times) for v in value)
+    return value
+
+
 def multidiffusion_forward(
-    forward: Callable[..., Any], tile: int, overlap: int, blend: str
+    forward: Callable[..., Any], tile: int, overlap: int, blend: str, tile_batch: int = 1
 ) -> Callable[..., Any]:
     """A denoiser forward that predicts on latent tiles and returns their weight-blended prediction.
 
-    Works for transformers (``hidden_states=`` keyword) and UNets (``sample`` first positional); every other
-    argument (timestep, text embeddings, pooled projections) is passed to each tile unchanged.
+    Works for transformers (``hidden_states=`` keyword) and UNets (``sample`` first positional). Up to
+    ``tile_batch`` tiles go through one forward pass, stacked on the batch axis; every other argument whose
+    first dimension is the batch (text embeddings, pooled projections, per-sample timesteps) is repeated to
+    match, and the rest is passed unchanged.
     """
-    weights_cache: dict[tuple[int, int, str, torch.dtype], list[tuple[Tile, torch.Tensor]]] = {}
+    weights_cache: dict[tuple[int, int, str], list[tuple[Tile, torch.Tensor]]] = {}
 
     def weights_for(w: int, h: int, x: torch.Tensor) -> list[tuple[Tile, torch.Tensor]]:
-        key = (w, h, str(x.device), x.dtype)
+        key = (w, h, str(x.device))
         if key not in weights_cache:
             plan = TilePlan(w, h, tile, overlap)
             weights_cache[key] = [
-                (t, torch.tensor(wt, device=x.device, dtype=torch.float32))
-                for t, wt in plan.normalised_weights(blend)
+                (t, torch.tensor(wt, device=x.device, dtype=torch.float32)) for t, wt in plan.normalised_weights(blend)
             ]
         return weights_cache[key]
 
     def forward_tiled(*args: Any, **kwargs: Any) -> Any:
         if args:
             x, rest = args[0], args[1:]
-            call = lambda t: forward(t, *rest, **kwargs)  # noqa: E731
         else:
             name = "hidden_states" if "hidden_states" in kwargs else "sample"
             x = kwargs[name]
-            call = lambda t: forward(**{**kwargs, name: t})  # noqa: E731
+        batch = x.shape[0]
+
+        def call(xs: torch.Tensor, times: int) -> Any:
+            kw = _repeat_batch(kwargs, batch, times)
+            if args:
+                return forward(xs, *_repeat_batch(rest, batch, times), **kw)
+            return forward(**{**kw, name: xs})
+
         h, w = x.shape[-2:]
         tiles = weights_for(w, h, x)
         if len(tiles) == 1:
-            return call(x)
+            return call(x, 1)
         canvas: torch.Tensor | None = None
         first: Any = None
-        for t, wt in tiles:
-            out = call(x[..., t.rows, t.cols].contiguous())
+        for g in range(0, len(tiles), tile_batch):
+            group = tiles[g : g + tile_batch]
+            # A plan's tiles all have one size, so a group stacks on the batch axis.
+            xs = torch.cat([x[..., t.rows, t.cols] for t, _ in group])
+            out = call(xs, len(group))
             pred = out[0] if isinstance(out, tuple) else out.sample
             if canvas is None:
                 first = out
-                canvas = torch.zeros((*pred.shape[:-2], h, w), device=pred.device, dtype=torch.float32)
-            canvas[..., t.rows, t.cols].add_(pred.float() * wt)
-            del out, pred
+                canvas = torch.zeros((batch, *pred.shape[1:-2], h, w), device=pred.device, dtype=torch.float32)
+            for i, (t, wt) in enumerate(group):
+                canvas[..., t.rows, t.cols].add_(pred[i * batch : (i + 1) * batch].float() * wt)
+            del out, pred, xs
         assert canvas is not None
         result = canvas.to(x.dtype)
         if isinstance(first, tuple):
@@ -375,8 +406,28 @@ def multidiffusion_forward(
     return forward_tiled
 
 
+def _scaled_axis_weights(
+    spans: list[tuple[int, int]], scale: int, overlap: int, blend: str
+) -> list[npt.NDArray[np.float32]]:
+    """Per-span feather profiles of latent spans scaled to pixels, normalised to add to 1 along the axis."""
+    size = spans[-1][1] * scale
+    profiles = [
+        axis_profile((b - a) * scale, overlap, blend, start_edge=a == 0, end_edge=b * scale == size) for a, b in spans
+    ]
+    total = np.zeros(size, dtype=np.float64)
+    for (a, b), prof in zip(spans, profiles, strict=True):
+        total[a * scale : b * scale] += prof
+    return [
+        (prof / total[a * scale : b * scale]).astype(np.float32) for (a, b), prof in zip(spans, profiles, strict=True)
+    ]
+
+
 def decode_tiled(vae: Any, latents: torch.Tensor, plan: AttemptPlan, vsf: int) -> list[Image.Image]:
-    """Decode latents tile by tile, blending the pixel tiles with feathered weights; one image at a time."""
+    """Decode latents tile by tile, blending the pixel tiles with feathered weights; one image at a time.
+
+    The latent tile plan, scaled by the VAE factor, is a grid of pixel tiles; its separable weights are
+    normalised per axis so they add to 1 everywhere and the accumulator keeps no weight-sum canvas.
+    """
     tile_px = plan.tile_size or 512
     tile = max(1, tile_px // vsf)
     overlap = min(plan.overlap // vsf, (tile - 1) // 2)
@@ -386,19 +437,27 @@ def decode_tiled(vae: Any, latents: torch.Tensor, plan: AttemptPlan, vsf: int) -
     for b in range(latents.shape[0]):
         lat = latents[b : b + 1]
         h, w = lat.shape[-2:]
-        acc = TileAccumulator(w * vsf, h * vsf, 3, layout="hwc")
-        for t in TilePlan(w, h, tile, overlap).tiles:
-            z = lat[..., t.rows, t.cols] / scaling + shift
-            with torch.no_grad():
-                px = vae.decode(z.to(vae.dtype), return_dict=False)[0]
-            arr = ((px[0].float().clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0).cpu().numpy()
-            pt = Tile(t.x0 * vsf, t.y0 * vsf, t.x1 * vsf, t.y1 * vsf)
-            wts = blend_weights(
-                pt.width, pt.height, overlap * vsf, plan.blend, Edges.of(pt, w * vsf, h * vsf)
-            )
-            acc.add(pt, arr, wts)
-            del px, arr
-        images.append(Image.fromarray(to_uint8(acc.result()), "RGB"))
+        lplan = TilePlan(w, h, tile, overlap)
+        xs, ys = lplan.x_spans, lplan.y_spans
+        wx = _scaled_axis_weights(xs, vsf, overlap * vsf, plan.blend)
+        wy = _scaled_axis_weights(ys, vsf, overlap * vsf, plan.blend)
+        acc = TileAccumulator(w * vsf, h * vsf, 3, layout="hwc", normalised=True)
+        for j, (y0, y1) in enumerate(ys):
+            for i, (x0, x1) in enumerate(xs):
+                t = Tile(x0, y0, x1, y1)
+                z = lat[..., t.rows, t.cols] / scaling + shift
+                with torch.no_grad():
+                    px = vae.decode(z.to(vae.dtype), return_dict=False)[0]
+                arr = ((px[0].float().clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0).cpu().numpy()
+                del px
+                pt, core = (Tile(*(v * vsf for v in box)) for box in (t, lplan.core(t)))
+                # The core (covered by this tile alone) is copied, not weighted: most of the tile.
+                acc.add(pt, arr, np.outer(wy[j], wx[i]), core=core)
+                del arr
+        canvas = to_uint8(acc.result())
+        del acc
+        images.append(Image.fromarray(canvas, "RGB"))
+        del canvas
     return images
 
 

@@ -14,7 +14,7 @@ ones above it::
     vae_tiling      VAE tiled encode/decode and one image at a time through the VAE
     cpu_offload     accelerate model CPU offload (CUDA and MPS; skipped on CPU, where weights already live)
     tiled           MultiDiffusion tiled denoising + tiled decode (half the tile when already tiled)
-    smaller_batch   half the images per forward pass, down to one
+    smaller_batch   half the images per forward pass, down to one, then half the tiles per pass
 
 Every rung tried is recorded in the result's ``metadata["memory_ladder"]``; the rung that worked is remembered
 for that model, device and size, and later calls start there. When the ladder is exhausted the provider raises
@@ -27,8 +27,9 @@ Cost of a call = device seconds x a price per hour: wall-clock seconds of every 
 
 Settings options (``[providers.local.options]``): ``device`` (auto|cuda|mps|cpu), ``dtype``
 (auto|float16|bfloat16|float32), ``price_per_gpu_hour``, ``price_per_cpu_hour``, ``local_files_only``,
-``variant``, ``blend`` (cosine|linear|gaussian), ``overlap`` (default tile overlap, pixels), ``oom_inject``.
-Request options: ``tile_size`` and ``overlap`` (pixels; force tiled generation), ``blend``,
+``variant``, ``blend`` (cosine|linear|gaussian), ``overlap`` (default tile overlap, pixels), ``tile_batch``
+(latent tiles per forward pass, default 4), ``oom_inject``.
+Request options: ``tile_size`` and ``overlap`` (pixels; force tiled generation), ``blend``, ``tile_batch``,
 ``memory_ladder_start`` (a rung name).
 
 torch and diffusers are imported only when a call is made (``pip install torch==2.13.0 && pip install
@@ -81,9 +82,7 @@ class OomInjection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     steps: list[LadderStep] = Field(description="Ladder rungs at which a forward pass runs out of memory")
-    batch_above: int = Field(
-        default=0, ge=0, description="Only when a forward pass carries more than this many images"
-    )
+    batch_above: int = Field(default=0, ge=0, description="Only when a forward pass carries more than this many images")
 
     @model_validator(mode="before")
     @classmethod
@@ -106,6 +105,7 @@ class LocalSettings(BaseModel):
     variant: str | None = Field(default=None, description="Weights variant, e.g. fp16")
     blend: BlendKind = Field(default="cosine", description="Tile blend weights")
     overlap: int = Field(default=64, ge=0, description="Default tile overlap in pixels")
+    tile_batch: int = Field(default=4, ge=1, description="Latent tiles per denoiser forward pass")
     oom_inject: OomInjection | None = Field(default=None, description="Test hook: injected out-of-memory")
 
 
@@ -117,6 +117,7 @@ class LocalRequestOptions(BaseModel):
     tile_size: int | None = Field(default=None, ge=16, description="Pixel tile side: forces tiled generation")
     overlap: int | None = Field(default=None, ge=0, description="Tile overlap in pixels")
     blend: BlendKind | None = None
+    tile_batch: int | None = Field(default=None, ge=1, description="Latent tiles per denoiser forward pass")
     memory_ladder_start: LadderStep | None = Field(default=None, description="First ladder rung to try")
 
 
@@ -175,9 +176,7 @@ class DiffusersLocalProvider:
 
     def _request_options(self, request: ImageRequest) -> LocalRequestOptions:
         if request.operation not in ("generate", "img2img"):
-            raise BadRequest(
-                f"the local provider does not do {request.operation!r}; it does generate and img2img"
-            )
+            raise BadRequest(f"the local provider does not do {request.operation!r}; it does generate and img2img")
         if request.mask is not None:
             raise BadRequest("the local provider does not inpaint (mask given)")
         if request.operation == "img2img" and request.init_image is None:
@@ -193,9 +192,7 @@ class DiffusersLocalProvider:
         path = Path(source).expanduser()
         looks_like_path = source.startswith((".", "/", "~")) or path.is_absolute() or "\\" in source
         if looks_like_path and not path.is_dir():
-            raise NotConfigured(
-                f"no weights folder at {source!r} (expected a diffusers save_pretrained folder)"
-            )
+            raise NotConfigured(f"no weights folder at {source!r} (expected a diffusers save_pretrained folder)")
         if path.is_dir() and not (path / "model_index.json").is_file():
             raise NotConfigured(f"{source!r} is not a diffusers pipeline folder (no model_index.json)")
         try:
@@ -212,9 +209,7 @@ class DiffusersLocalProvider:
                 variant=self.options.variant,
             )
         except ImportError as exc:
-            raise NotConfigured(
-                f"the local provider is missing a dependency ({exc}): {INSTALL_HINT}"
-            ) from exc
+            raise NotConfigured(f"the local provider is missing a dependency ({exc}): {INSTALL_HINT}") from exc
         except (OSError, ValueError) as exc:
             raise NotConfigured(
                 f"could not load {source!r} with diffusers: {exc}. Download it first "
@@ -276,9 +271,7 @@ class DiffusersLocalProvider:
 
     # -- the memory ladder ----------------------------------------------------------------------------------
 
-    def _base_plan(
-        self, engine: Any, model: LoadedModel, job: GenerationJob, opts: LocalRequestOptions
-    ) -> AttemptPlan:
+    def _base_plan(self, engine: Any, model: LoadedModel, job: GenerationJob, opts: LocalRequestOptions) -> AttemptPlan:
         overlap = opts.overlap if opts.overlap is not None else self.options.overlap
         tile = opts.tile_size
         if tile is not None:
@@ -286,7 +279,11 @@ class DiffusersLocalProvider:
             if 2 * overlap >= tile:
                 raise BadRequest(f"overlap {overlap} must be less than half of tile_size {tile}")
         return engine.AttemptPlan(
-            tile_size=tile, overlap=overlap, batch=len(job.seeds), blend=opts.blend or self.options.blend
+            tile_size=tile,
+            overlap=overlap,
+            batch=len(job.seeds),
+            tile_batch=opts.tile_batch or self.options.tile_batch,
+            blend=opts.blend or self.options.blend,
         )
 
     def _tiled_rung(self, model: LoadedModel, job: GenerationJob, plan: AttemptPlan) -> AttemptPlan | None:
@@ -335,16 +332,19 @@ class DiffusersLocalProvider:
                 nxt = self._tiled_rung(model, job, plan)
                 why = "" if nxt else "image too small to tile further"
             else:
-                if plan.batch <= 1:
-                    if i >= start:
-                        yield step, None, "one image per forward pass already"
-                    continue
-                batch = plan.batch
-                while batch > 1:
-                    batch = math.ceil(batch / 2)
-                    plan = replace(plan, batch=batch)
-                    if i >= start:
-                        yield step, plan, ""
+                # Images per pass first, then (tiled) latent tiles per pass, each halved down to one.
+                smaller = []
+                while plan.batch > 1:
+                    plan = replace(plan, batch=math.ceil(plan.batch / 2))
+                    smaller.append(plan)
+                while plan.tile_size and plan.tile_batch > 1:
+                    plan = replace(plan, tile_batch=math.ceil(plan.tile_batch / 2))
+                    smaller.append(plan)
+                if i >= start:
+                    if not smaller:
+                        yield step, None, "one image and one tile per forward pass already"
+                    for p in smaller:
+                        yield step, p, ""
                 continue
             if nxt is not None:
                 plan = nxt
@@ -410,6 +410,8 @@ class DiffusersLocalProvider:
                 log.append({**entry, "outcome": "skipped", "detail": why})
                 continue
             entry.update(batch=plan.batch, tile_size=plan.tile_size)
+            if plan.tile_size:
+                entry["tile_batch"] = plan.tile_batch
             if why:
                 entry["detail"] = why
             if inject is not None:
