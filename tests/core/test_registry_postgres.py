@@ -33,6 +33,12 @@ def _as_postgres() -> dict[str, object]:
     return {"user": pw.pw_uid, "group": pw.pw_gid}
 
 
+def _run(cmd: list[str], kw: dict[str, object]) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
+
+
 @pytest.fixture(scope="module")
 def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not (INITDB and PG_CTL):
@@ -55,12 +61,11 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         for parent in base.parents:
             if str(parent).startswith(("/tmp", str(tmp_path_factory.getbasetemp()))):
                 parent.chmod(parent.stat().st_mode | 0o011)
-    subprocess.run([INITDB, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"], check=True,
-                   capture_output=True, **kw)  # type: ignore[call-overload]
+    _run([INITDB, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
+         kw)
     port = _free_port()
-    subprocess.run([PG_CTL, "-D", str(data), "-l", str(base / "log"), "-w", "-o",
-                    f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start"], check=True,
-                   capture_output=True, **kw)  # type: ignore[call-overload]
+    _run([PG_CTL, "-D", str(data), "-l", str(base / "log"), "-w", "-o",
+                    f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start"], kw)
     try:
         url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
         deadline = time.time() + 30

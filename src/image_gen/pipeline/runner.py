@@ -381,6 +381,9 @@ class Runner:
             final_artifact=final.artifact_sha if final else None,
             qa_passed=qa_passed if status in ("completed", "awaiting_approval") else False,
         )
+        from image_gen.reporting.metrics import record_run_metrics
+
+        record_run_metrics(self.registry, run_id)
 
     def outcome(self, run_id: str) -> RunOutcome:
         run = self._get_run(run_id)
@@ -682,7 +685,7 @@ class Runner:
                 if purpose == "escalation":
                     ctx.escalated_to = entry.id
                 ctx.model_used = entry.id
-                verdict = self._qa(ctx, image, asked=None)
+                verdict = self._qa(ctx, image, asked=None, safety=result.metadata)
                 if verdict is None or verdict.passed:
                     ctx.verdict = verdict
                     return image, meta
@@ -715,7 +718,8 @@ class Runner:
                 raise StageStop("failed", f"out of memory on {entry.id} and on fallback {fb}: {exc2}",
                                 "out_of_memory") from exc2
 
-    def _qa(self, ctx: _StageContext, image: Image.Image, asked: tuple[int, int] | None = None) -> Any:
+    def _qa(self, ctx: _StageContext, image: Image.Image, asked: tuple[int, int] | None = None,
+            safety: dict[str, Any] | None = None) -> Any:
         qa_cfg = ctx.plan.settings.qa
         if qa_cfg is not None and not qa_cfg.enabled:
             return None
@@ -726,6 +730,7 @@ class Runner:
         return evaluate(
             image, prompt=ctx.brief.prompt, expect_text=ctx.brief.expect_text,
             asked_size=asked, settings=qa_cfg,
+            safety_flags=_safety_flags(safety),
         )
 
     # 6. size ----------------------------------------------------------------------------------------------------
@@ -851,6 +856,22 @@ class _StageContext:
     size_fixes: list[str] = field(default_factory=list)
     extra_outputs: list[str] = field(default_factory=list)
     image_after_adapters: Any = None
+
+
+def _safety_flags(meta: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The vendor's safety signals as QA flags (a flag is raised when true or a non-empty reason)."""
+    if not meta:
+        return None
+    flags: dict[str, Any] = {}
+    if "is_image_safe" in meta:
+        flags["unsafe_image"] = meta["is_image_safe"] is False
+    reason = meta.get("finish_reason")
+    if isinstance(reason, str) and reason.upper() not in ("SUCCESS", "STOP", ""):
+        flags["finish_reason"] = reason
+    for key in ("rai_filtered_reason", "raiFilteredReason"):
+        if meta.get(key):
+            flags["rai_filtered_reason"] = meta[key]
+    return flags or None
 
 
 def _json_safe(data: Any) -> Any:
