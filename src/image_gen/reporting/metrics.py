@@ -81,15 +81,19 @@ def load_runs(registry: Registry, run_ids: Iterable[str], pipeline: str | None =
         stages = []
         for s in registry.stage_runs(run.id):
             qa = s.qa or {}
+            # A stage answered by the cache cost this run nothing; to compare pipelines, count what producing
+            # its image cost when it was rendered (recorded with the cache hit), and report the hit rate apart.
+            produced = (s.params or {}).get("from_cache") or {} if s.cache_hit else {}
+            own_calls = sum(1 for c in calls if c.stage_run_id == s.id)
             stages.append(
                 StageRecord(
                     name=s.name,
                     model=s.model_id,
                     status=s.status,
-                    latency_s=float(s.latency_s or 0.0),
-                    cost_usd=float(s.cost_usd or 0.0),
+                    latency_s=float(produced.get("latency_s") or s.latency_s or 0.0),
+                    cost_usd=float(produced.get("cost_usd") or s.cost_usd or 0.0),
                     cache_hit=bool(s.cache_hit),
-                    calls=sum(1 for c in calls if c.stage_run_id == s.id and c.state != "cached"),
+                    calls=int(produced.get("calls") or 0) if s.cache_hit else own_calls,
                     rerolls=int(s.rerolls or 0),
                     escalated_to=s.escalated_to,
                     qa_passed=None if not qa else bool(qa.get("passed")),
@@ -103,8 +107,8 @@ def load_runs(registry: Registry, run_ids: Iterable[str], pipeline: str | None =
                 pipeline=pipeline or run.pipeline_name or "?",
                 prompt=run.prompt,
                 status=run.status,
-                latency_s=float(run.latency_s or 0.0),
-                cost_usd=float(run.cost_usd or 0.0),
+                latency_s=round(sum(st.latency_s for st in stages), 4),
+                cost_usd=round(sum(st.cost_usd for st in stages), 6),
                 qa_passed=run.qa_passed,
                 simulated=bool(run.simulated),
                 stages=stages,
