@@ -463,7 +463,7 @@ class Runner:
         # 2. cache
         hit = reg.cache_get(key)
         if hit is not None and all(self.workspace.artifacts().path_for(a).exists() for a in hit.artifacts):
-            produced = {k: hit.result.get(k) for k in ("cost_usd", "latency_s", "calls")}
+            produced = {k: hit.result.get(k) for k in ("cost_usd", "latency_s", "calls", "rerolls")}
             reg.update(StageRun, row.id, status="done", cache_hit=True, artifact_sha=hit.artifacts[0],
                        params={**params, "from_cache": produced},
                        outputs=hit.artifacts, seed=hit.seed, qa=hit.result.get("qa"),
@@ -506,7 +506,7 @@ class Runner:
         reg.cache_put(CacheEntry(key=key, model_id=plan.entry.id, artifacts=[sha, *ctx.extra_outputs],
                                  seed=ctx.seed_used, result={"qa": qa, "adapters": adapters_record,
                                                              "cost_usd": ctx.cost, "latency_s": ctx.latency,
-                                                             "calls": ctx.calls}))
+                                                             "calls": ctx.calls, "rerolls": ctx.rerolls}))
         return StageOutcome(plan.name, plan.entry.id, "done", cost_usd=ctx.cost, latency_s=ctx.latency,
                             calls=ctx.calls, artifact=sha, qa_passed=None if qa is None else qa["passed"])
 

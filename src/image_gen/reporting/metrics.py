@@ -13,7 +13,8 @@ Definitions:
   cache hits included (they are what a re-run costs);
 - **cost per image** = total cost / runs; **cost per successful asset** = total cost / successful runs (what
   a usable asset costs once failures are paid for);
-- **calls per asset** = provider calls (cache hits excluded) / runs;
+- **calls per asset** = provider calls / runs (for a stage answered by the cache: the calls that produced its
+  image; the cache hit rate is reported beside);
 - **re-rolls** and **escalations** = the stage runs' counts; **cache hit rate** = stage runs served from the
   cache / finished stage runs.
 """
@@ -94,7 +95,7 @@ def load_runs(registry: Registry, run_ids: Iterable[str], pipeline: str | None =
                     cost_usd=float(produced.get("cost_usd") or s.cost_usd or 0.0),
                     cache_hit=bool(s.cache_hit),
                     calls=int(produced.get("calls") or 0) if s.cache_hit else own_calls,
-                    rerolls=int(s.rerolls or 0),
+                    rerolls=int(produced.get("rerolls") or s.rerolls or 0),
                     escalated_to=s.escalated_to,
                     qa_passed=None if not qa else bool(qa.get("passed")),
                     qa_reasons=list(qa.get("reasons", [])),
