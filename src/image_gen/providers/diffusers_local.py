@@ -28,7 +28,8 @@ Cost of a call = device seconds x a price per hour: wall-clock seconds of every 
 Settings options (``[providers.local.options]``): ``device`` (auto|cuda|mps|cpu), ``dtype``
 (auto|float16|bfloat16|float32), ``price_per_gpu_hour``, ``price_per_cpu_hour``, ``local_files_only``,
 ``variant``, ``blend`` (cosine|linear|gaussian), ``overlap`` (default tile overlap, pixels), ``tile_batch``
-(latent tiles per forward pass, default 4), ``oom_inject``.
+(latent tiles per forward pass, default 4), ``models`` (catalog id -> hub id or folder: where a catalog model
+routed here by ``provider = "local"`` finds its weights), ``oom_inject``.
 Request options: ``tile_size`` and ``overlap`` (pixels; force tiled generation), ``blend``, ``tile_batch``,
 ``memory_ladder_start`` (a rung name).
 
@@ -106,6 +107,10 @@ class LocalSettings(BaseModel):
     blend: BlendKind = Field(default="cosine", description="Tile blend weights")
     overlap: int = Field(default=64, ge=0, description="Default tile overlap in pixels")
     tile_batch: int = Field(default=4, ge=1, description="Latent tiles per denoiser forward pass")
+    models: dict[str, str] = Field(
+        default_factory=dict,
+        description="Catalog model id -> hub id or weights folder, for catalog models routed here by config",
+    )
     oom_inject: OomInjection | None = Field(default=None, description="Test hook: injected out-of-memory")
 
 
@@ -169,7 +174,8 @@ class DiffusersLocalProvider:
     def generate(self, request: ImageRequest) -> ImageResult:
         opts = self._request_options(request)
         engine = _engine()
-        model = self._load(engine, request.vendor_model)
+        source = self.options.models.get(request.model, request.vendor_model)
+        model = self._load(engine, source)
         job = self._job(engine, model, request)
         with model.lock:
             return self._run_ladder(engine, model, request, job, opts)
