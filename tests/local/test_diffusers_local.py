@@ -263,3 +263,27 @@ def test_pipeline_rejections_become_bad_requests(tiny_sd3: Path) -> None:
         provider().generate(request(tiny_sd3, operation="img2img", init_image=init, strength=1.5, steps=4))
     with pytest.raises(BadRequest, match="not a readable image"):
         provider().generate(request(tiny_sd3, operation="img2img", init_image=b"not a png", steps=4))
+
+
+def test_importing_the_provider_loads_neither_torch_nor_diffusers() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, image_gen.providers.diffusers_local as m; "
+        "assert m.DiffusersLocalProvider.name == 'local'; "
+        "print(sorted(x for x in ('torch', 'diffusers', 'transformers') if x in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_aspect_ratio_without_a_size_renders_around_the_native_area(tiny_sd3: Path) -> None:
+    res = provider().generate(request(tiny_sd3, width=None, height=None, aspect_ratio="16:9"))
+    img = res.images[0]
+    assert img.width is not None and img.height is not None
+    native = loaded(tiny_sd3).native_size  # 32 latent x VAE factor 8 = 256 px
+    assert native == 256
+    assert abs(img.width / img.height - 16 / 9) < 0.01
+    assert abs(img.width * img.height - native * native) / native**2 < 0.02
+    assert img.to_pil().size == (img.width, img.height)

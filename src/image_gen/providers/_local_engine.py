@@ -241,6 +241,7 @@ def run_attempt(
         vae.enable_tiling()
     else:
         vae.disable_tiling()
+    # (diffusers' VAE tiling takes effect above the VAE's own sample size; slicing decodes one image at a time.)
     if plan.vae_tiling:
         vae.enable_slicing()
     else:

@@ -423,6 +423,7 @@ class DiffusersLocalProvider:
             if inject is not None:
                 inject.state["step"] = step
             a0 = time.perf_counter()
+            out_of_memory = False
             try:
                 images = engine.run_attempt(model, job, plan, inject)
             except Exception as exc:
@@ -437,7 +438,9 @@ class DiffusersLocalProvider:
                         "seconds": round(time.perf_counter() - a0, 3),
                     }
                 )
-                del exc
+                out_of_memory = True
+            if out_of_memory:
+                # Outside the except block: the traceback's frames (and the tensors they hold) are gone now.
                 engine.free_memory(model.device)
                 continue
             log.append({**entry, "outcome": "ok", "seconds": round(time.perf_counter() - a0, 3)})
