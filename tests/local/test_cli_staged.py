@@ -104,3 +104,23 @@ def test_exhausted_memory_ladder_falls_back_to_the_stage_fallback_model(
         ("local", "stage", "failed"), ("sim", "fallback", "ok")]
     assert calls[0]["error_kind"] == "LocalOutOfMemory"
     assert "every rung of the memory ladder" in calls[0]["error"] and "tiled:oom" in calls[0]["error"]
+
+
+def test_generate_flags_tile_size_and_overlap_reach_the_local_engine(
+    tmp_path: Path, ws_path: Path, tiny_sd3: Path
+) -> None:
+    out_dir = tmp_path / "out"
+    ran = invoke("generate", "-m", f"local:{tiny_sd3}", "--tile-size", "64", "--overlap", "16", "--width", "160",
+                 "--height", "112", "--steps", "2", "--seed", "3", "-p", BRIEF, "--workspace", str(ws_path),
+                 "--out-dir", str(out_dir), "--json")
+    assert ran.code == 0, ran.stderr
+    run = ran.json()["runs"][0]
+    assert run["stages"][0]["status"] == "done"
+    shown = invoke("runs", "show", run["run_id"], "--workspace", str(ws_path), "--json").json()
+    vendor = shown["stages"][0]["params"]["vendor"]
+    assert vendor["tiled"] is True
+    assert (vendor["tile_plan"]["tile_size"], vendor["tile_plan"]["overlap"]) == (64, 16)
+    assert len(vendor["tile_plan"]["tiles"]) == 6  # 3 x 2 tiles of 64 px cover 160 x 112
+    assert shown["stages"][0]["seed"] == 3
+    (png,) = out_dir.glob("*.png")
+    assert Image.open(png).size == (160, 112)
