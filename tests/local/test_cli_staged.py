@@ -97,9 +97,11 @@ def test_exhausted_memory_ladder_falls_back_to_the_stage_fallback_model(
     run = ran.json()["runs"][0]
     final = run["stages"][1]
     assert final["status"] == "done"
+    assert final["model"] == "sim:sd3.5-large-turbo"  # the stage records the model that made its image
     shown = invoke("runs", "show", run["run_id"], "--workspace", str(ws_path), "--json").json()
     stage = {s["stage"]: s for s in shown["stages"]}["final"]
     calls = stage["calls"]
+    assert calls[0]["cost_usd"] > 0  # the engine's failed attempts are charged at the local rate
     assert [(c["provider"], c["purpose"], c["state"]) for c in calls] == [
         ("local", "stage", "failed"), ("sim", "fallback", "ok")]
     assert calls[0]["error_kind"] == "LocalOutOfMemory"

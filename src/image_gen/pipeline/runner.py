@@ -599,7 +599,8 @@ class Runner:
         try:
             result = provider.generate(request)
         except ProviderError as exc:
-            cost = expected if exc.billed else 0.0
+            # billed by a vendor: its price; a local engine reports what its failed attempts cost
+            cost = expected if exc.billed else float(getattr(exc, "cost_usd", 0.0) or 0.0)
             reg.update(Call, call.id, state="failed", error_kind=type(exc).__name__, error=str(exc)[:2000],
                        cost_usd=cost, billed=exc.billed, latency_s=time.perf_counter() - t0,
                        vendor_request_id=exc.request_id, finished_at=utcnow())
@@ -679,7 +680,7 @@ class Runner:
                 seed = (p["seed"] + 7919 * (k + n * 100)) % (2**32 - 1)  # the asked seed first, as given
                 why = purpose if k == 0 else "reroll"
                 request = self._request(ctx, entry, seed, input_sha)
-                result = self._call_with_fallback(ctx, entry, provider_name, request, why)
+                result, used = self._call_with_fallback(ctx, entry, provider_name, request, why)
                 image = result.images[0].to_pil().convert("RGB")
                 ctx.seed_used = result.images[0].seed if result.images[0].seed is not None else result.seed
                 meta = {"vendor": _json_safe(result.metadata), "returned_size": [image.width, image.height]}
@@ -687,7 +688,7 @@ class Runner:
                     ctx.rerolls += 1
                 if purpose == "escalation":
                     ctx.escalated_to = entry.id
-                ctx.model_used = entry.id
+                ctx.model_used = used.id
                 verdict = self._qa(ctx, image, asked=None, safety=result.metadata)
                 if verdict is None or verdict.passed:
                     ctx.verdict = verdict
@@ -701,9 +702,10 @@ class Runner:
         return best[0], best[2]
 
     def _call_with_fallback(self, ctx: _StageContext, entry: ModelEntry, provider_name: str,
-                            request: ImageRequest, purpose: str) -> ImageResult:
+                            request: ImageRequest, purpose: str) -> tuple[ImageResult, ModelEntry]:
+        """The call, or on out-of-memory (after the engine's own ladder) the stage's lighter fallback model."""
         try:
-            return self.call(ctx, entry, provider_name, request, purpose)
+            return self.call(ctx, entry, provider_name, request, purpose), entry
         except OutOfMemory as exc:
             fb = ctx.params.get("fallback_model")
             if not fb:
@@ -713,10 +715,9 @@ class Runner:
             fb_provider = ctx.plan.settings.provider if fb_entry.provider == "local" else fb_entry.provider
             if self.simulate:
                 fb_entry, fb_provider = self.catalog.simulated(fb_entry), "sim"
-            ctx.model_used = fb_entry.id
             req = ImageRequest(**{**request.__dict__, "model": fb_entry.id, "vendor_model": fb_entry.vendor_model})
             try:
-                return self.call(ctx, fb_entry, fb_provider or fb_entry.provider, req, "fallback")
+                return self.call(ctx, fb_entry, fb_provider or fb_entry.provider, req, "fallback"), fb_entry
             except OutOfMemory as exc2:
                 raise StageStop("failed", f"out of memory on {entry.id} and on fallback {fb}: {exc2}",
                                 "out_of_memory") from exc2
