@@ -6,8 +6,9 @@ label carrying the prompt's quoted text typeset in Pillow's bundled font. Docume
 renders soft (Gaussian blur), some labels wrong (a swapped, dropped or substituted letter) and some calls fail
 (``Transient``). Image-to-image keeps the init image's colour and lighting at low frequencies in proportion to
 ``1 - strength`` and draws its own details, so a handoff between stages is visible; below a strength of 0.35 it
-refines the init image instead (keeps its content, sharpens, drifts its tone a little, as tile-by-tile refiners do). Everything it returns is
-marked simulated, and its latency is the simulated one (it sleeps ``latency_scale`` of it, 0 by default).
+refines the init image instead (keeps its content, sharpens, drifts its tone a little, as tile-by-tile refiners
+do). Everything it returns is marked simulated, and its latency is the simulated one (it sleeps
+``latency_scale`` of it, 0 by default).
 """
 
 from __future__ import annotations
