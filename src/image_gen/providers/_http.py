@@ -18,18 +18,20 @@ import email.utils
 import hashlib
 import io
 import math
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
 from image_gen.providers.base import (
     AuthenticationFailed,
     BadRequest,
+    NotConfigured,
     ProviderError,
     ProviderSettings,
     RateLimited,
@@ -274,3 +276,57 @@ def asked_ratio(width: int | None, height: int | None, aspect_ratio: str | None)
     if aspect_ratio:
         return parse_ratio(aspect_ratio)
     return None
+
+
+class KeyedProvider:
+    """What the vendor providers share: settings, the concurrency slots and the API key from the environment.
+
+    ``key_env`` names the variables tried in order (the first non-empty one wins); ``missing_key`` is the
+    ``NotConfigured`` message when none is set (default ``"<name>: <first variable> is not set"``).
+    """
+
+    name: str
+    key_env: ClassVar[tuple[str, ...]]
+    missing_key: ClassVar[str | None] = None
+
+    def __init__(self, settings: ProviderSettings | None = None) -> None:
+        self.settings = settings or ProviderSettings()
+        self._slots = threading.BoundedSemaphore(max(1, self.settings.max_concurrency))
+
+    @classmethod
+    def _key(cls) -> str | None:
+        for var in cls.key_env:
+            value = os.environ.get(var)
+            if value:
+                return value
+        return None
+
+    def is_configured(self) -> bool:
+        return self._key() is not None
+
+    def _require_key(self) -> str:
+        key = self._key()
+        if key is None:
+            raise NotConfigured(self.missing_key or f"{self.name}: {self.key_env[0]} is not set")
+        return key
+
+
+class HttpProvider(KeyedProvider):
+    """A ``KeyedProvider`` speaking HTTP itself: ``base_url`` (settings, else ``base_url_env``, else
+    ``default_base_url``; no trailing slash) and a lazily built ``client`` (``build_client``)."""
+
+    base_url_env: ClassVar[str]
+    default_base_url: ClassVar[str]
+
+    def __init__(self, settings: ProviderSettings | None = None) -> None:
+        super().__init__(settings)
+        self.base_url = (
+            self.settings.base_url or os.environ.get(self.base_url_env) or self.default_base_url
+        ).rstrip("/")
+        self._client: httpx.Client | None = None
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = build_client(self.settings)
+        return self._client

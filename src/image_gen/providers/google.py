@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import threading
 import time
@@ -38,7 +37,6 @@ from image_gen.providers.base import (
     GeneratedImage,
     ImageRequest,
     ImageResult,
-    NotConfigured,
     ProviderError,
     ProviderSettings,
     RateLimited,
@@ -59,23 +57,17 @@ SAFETY_REASONS = {
 }
 
 
-def _key() -> str | None:
-    return os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY") or None
-
-
-class GoogleProvider:
+class GoogleProvider(_http.KeyedProvider):
     """Imagen 4 and the Gemini image models through ``google-genai``."""
 
     name = "google"
+    key_env = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    missing_key = "google: set GEMINI_API_KEY (or GOOGLE_API_KEY)"
 
     def __init__(self, settings: ProviderSettings | None = None) -> None:
-        self.settings = settings or ProviderSettings()
+        super().__init__(settings)
         self._client: Any = None
         self._client_lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(max(1, self.settings.max_concurrency))
-
-    def is_configured(self) -> bool:
-        return _key() is not None
 
     def _sdk(self, key: str) -> Any:
         with self._client_lock:
@@ -98,9 +90,7 @@ class GoogleProvider:
 
     # -- the contract --------------------------------------------------------------------------------
     def generate(self, request: ImageRequest) -> ImageResult:
-        key = _key()
-        if key is None:
-            raise NotConfigured("google: set GEMINI_API_KEY (or GOOGLE_API_KEY)")
+        key = self._require_key()
         if request.operation == "upscale":
             raise BadRequest(f"google: {request.model} does not upscale")
         client = self._sdk(key)

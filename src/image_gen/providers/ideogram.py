@@ -24,8 +24,6 @@ Mapping from the contract to the wire (``https://api.ideogram.ai``, header ``Api
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 from typing import Any
 
@@ -38,9 +36,7 @@ from image_gen.providers.base import (
     GeneratedImage,
     ImageRequest,
     ImageResult,
-    NotConfigured,
     ProviderError,
-    ProviderSettings,
     RateLimited,
     Transient,
 )
@@ -80,41 +76,21 @@ def strength_to_weight(strength: float | None, default: int = 50) -> int:
     return max(1, min(100, round(100 * (1 - strength))))
 
 
-class IdeogramProvider:
+class IdeogramProvider(_http.HttpProvider):
     """Ideogram's HTTP API. Constructed with ``ProviderSettings``; the key comes from ``IDEOGRAM_API_KEY``."""
 
     name = "ideogram"
-
-    def __init__(self, settings: ProviderSettings | None = None) -> None:
-        self.settings = settings or ProviderSettings()
-        self.base_url = (
-            self.settings.base_url or os.environ.get("IDEOGRAM_BASE_URL") or DEFAULT_BASE_URL
-        ).rstrip("/")
-        self._client: httpx.Client | None = None
-        self._slots = threading.BoundedSemaphore(max(1, self.settings.max_concurrency))
+    key_env = ("IDEOGRAM_API_KEY",)
+    base_url_env = "IDEOGRAM_BASE_URL"
+    default_base_url = DEFAULT_BASE_URL
 
     # -- configuration -------------------------------------------------------------------------------
-    @staticmethod
-    def _key() -> str | None:
-        return os.environ.get("IDEOGRAM_API_KEY") or None
-
-    def is_configured(self) -> bool:
-        return self._key() is not None
-
-    @property
-    def client(self) -> httpx.Client:
-        if self._client is None:
-            self._client = _http.build_client(self.settings)
-        return self._client
-
     def _options(self, request: ImageRequest) -> dict[str, Any]:
         return {**self.settings.options, **dict(request.options)}
 
     # -- the contract --------------------------------------------------------------------------------
     def generate(self, request: ImageRequest) -> ImageResult:
-        key = self._key()
-        if key is None:
-            raise NotConfigured("ideogram: IDEOGRAM_API_KEY is not set")
+        key = self._require_key()
         opts = self._options(request)
         endpoint, kwargs, sent = self._build(request, opts)
         limiter = _http.shared_limiter(VENDOR, key, int(opts.get("max_inflight", 10)))

@@ -22,8 +22,6 @@ Mapping from the contract to the wire (``https://api.stability.ai``, header ``au
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 from typing import Any
 
@@ -36,9 +34,7 @@ from image_gen.providers.base import (
     GeneratedImage,
     ImageRequest,
     ImageResult,
-    NotConfigured,
     ProviderError,
-    ProviderSettings,
     Transient,
 )
 
@@ -52,37 +48,17 @@ MAX_SEED = 4294967294
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 
 
-class StabilityProvider:
+class StabilityProvider(_http.HttpProvider):
     """Stability AI's REST API v2beta. The key comes from ``STABILITY_API_KEY``."""
 
     name = "stability"
-
-    def __init__(self, settings: ProviderSettings | None = None) -> None:
-        self.settings = settings or ProviderSettings()
-        self.base_url = (
-            self.settings.base_url or os.environ.get("STABILITY_BASE_URL") or DEFAULT_BASE_URL
-        ).rstrip("/")
-        self._client: httpx.Client | None = None
-        self._slots = threading.BoundedSemaphore(max(1, self.settings.max_concurrency))
-
-    @staticmethod
-    def _key() -> str | None:
-        return os.environ.get("STABILITY_API_KEY") or None
-
-    def is_configured(self) -> bool:
-        return self._key() is not None
-
-    @property
-    def client(self) -> httpx.Client:
-        if self._client is None:
-            self._client = _http.build_client(self.settings)
-        return self._client
+    key_env = ("STABILITY_API_KEY",)
+    base_url_env = "STABILITY_BASE_URL"
+    default_base_url = DEFAULT_BASE_URL
 
     # -- the contract --------------------------------------------------------------------------------
     def generate(self, request: ImageRequest) -> ImageResult:
-        key = self._key()
-        if key is None:
-            raise NotConfigured("stability: STABILITY_API_KEY is not set")
+        key = self._require_key()
         opts = {**self.settings.options, **dict(request.options)}
         if request.num_images != 1:
             raise BadRequest("stability: one image per call (num_images must be 1)")
