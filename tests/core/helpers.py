@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from image_gen.cli import main
@@ -51,6 +52,17 @@ def invoke(*args: str) -> Result:
         stdout = out.getvalue().decode()
         stderr = err.getvalue().decode()
     return Result(code, stdout, stderr)
+
+
+def run_captured(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the CLI in-process under pytest's ``capsys``: (exit code, stdout, stderr)."""
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 def write(path: Path, text: str) -> Path:

@@ -4,39 +4,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from PIL import Image, ImageDraw, ImageFont
 
-from image_gen.cli import main
 from image_gen.pipeline.tiling import plan_tiles
+from tests.core.helpers import invoke
 
 LABEL = "AQUA PURE"
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-
-def invoke(*args: str) -> Result:
-    runner = CliRunner()
-    code = 0
-    with runner.isolation() as (out, err, _):
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        return Result(code, out.getvalue().decode(), err.getvalue().decode())
 
 
 @pytest.fixture

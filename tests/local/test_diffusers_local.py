@@ -18,42 +18,19 @@ from image_gen.providers.base import (
     ProviderSettings,
 )
 from image_gen.providers.diffusers_local import DiffusersLocalProvider
+from tests.local._helpers import loaded, local_request, pixels, provider
 
 torch = pytest.importorskip("torch")
 
 
-def provider(**options: Any) -> DiffusersLocalProvider:
-    return DiffusersLocalProvider(ProviderSettings(options={"device": "cpu", **options}))
-
-
 def request(folder: Path, **kw: Any) -> ImageRequest:
-    base: dict[str, Any] = {
-        "model": f"local:{folder}",
-        "vendor_model": str(folder),
-        "prompt": 'a tin can "HELLO"',
-        "width": 96,
-        "height": 64,
-        "seed": 7,
-        "steps": 2,
-    }
-    base.update(kw)
-    return ImageRequest(**base)
-
-
-def pixels(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(np.int16)
+    return local_request(folder, **{"prompt": 'a tin can "HELLO"', "seed": 7, **kw})
 
 
 def png(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array.astype(np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def loaded(folder: Path) -> Any:
-    from image_gen.providers import _local_engine
-
-    return _local_engine.load(str(folder), torch.device("cpu"), torch.float32)
 
 
 # -- contract, loading, errors -------------------------------------------------------------------------------

@@ -2,45 +2,22 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from image_gen.providers.base import ImageRequest, OutOfMemory, ProviderSettings
-from image_gen.providers.diffusers_local import DiffusersLocalProvider, LocalOutOfMemory
+from image_gen.providers.base import ImageRequest, OutOfMemory
+from image_gen.providers.diffusers_local import LocalOutOfMemory
+from tests.local._helpers import loaded, local_request, pixels, provider
 
 torch = pytest.importorskip("torch")
 from image_gen.providers import _local_engine  # noqa: E402  (needs torch)
 
 
-def provider(**options: Any) -> DiffusersLocalProvider:
-    return DiffusersLocalProvider(ProviderSettings(options={"device": "cpu", **options}))
-
-
 def request(folder: Path, **kw: Any) -> ImageRequest:
-    base: dict[str, Any] = {
-        "model": f"local:{folder}",
-        "vendor_model": str(folder),
-        "prompt": "a tin can",
-        "width": 96,
-        "height": 64,
-        "seed": 5,
-        "steps": 2,
-    }
-    base.update(kw)
-    return ImageRequest(**base)
-
-
-def pixels(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(np.int16)
-
-
-def loaded(folder: Path) -> Any:
-    return _local_engine.load(str(folder), torch.device("cpu"), torch.float32)
+    return local_request(folder, **{"prompt": "a tin can", "seed": 5, **kw})
 
 
 def outcomes(metadata: dict[str, Any]) -> list[tuple[str, str]]:

@@ -5,18 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from image_gen.cli import main
 from image_gen.qa.calibrate import blur
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.core.helpers import run_captured
 
 
 @pytest.fixture
@@ -31,7 +21,7 @@ def files(tmp_path: Path, render) -> dict[str, Path]:
 
 
 def test_all_pass_exit_0_with_json_verdicts(files, capsys):
-    code, out, _ = run(
+    code, out, _ = run_captured(
         ["qa", str(files["good"]), "--expect-text", "AQUA PURE", "--size", "640x640", "--json"], capsys
     )
     assert code == 0
@@ -42,7 +32,7 @@ def test_all_pass_exit_0_with_json_verdicts(files, capsys):
 
 def test_any_failure_exits_1_with_reasons_per_image(files, capsys):
     argv = ["qa", str(files["good"]), str(files["typo"]), str(files["soft"]), "--prompt", 'label "AQUA PURE"']
-    code, out, _ = run(argv, capsys)
+    code, out, _ = run_captured(argv, capsys)
     assert code == 1
     lines = out.splitlines()
     assert lines[0].startswith(f"PASS {files['good']}")
@@ -54,7 +44,7 @@ def test_any_failure_exits_1_with_reasons_per_image(files, capsys):
 
 
 def test_wrong_size_fails(files, capsys):
-    code, out, _ = run(["qa", str(files["good"]), "--no-text", "--size", "1024x1024", "--json"], capsys)
+    code, out, _ = run_captured(["qa", str(files["good"]), "--no-text", "--size", "1024x1024", "--json"], capsys)
     assert code == 1
     (verdict,) = json.loads(out)
     assert verdict["details"]["failed_checks"] == ["size"]
@@ -65,12 +55,12 @@ def test_bad_image_exits_2_naming_the_file(files, tmp_path, capsys, kind):
     bad = tmp_path / ("nope.png" if kind == "missing" else "broken.png")
     if kind == "unreadable":
         bad.write_bytes(b"not an image at all")
-    code, out, err = run(["qa", str(files["good"]), str(bad)], capsys)
+    code, out, err = run_captured(["qa", str(files["good"]), str(bad)], capsys)
     assert code == 2
     assert out == ""  # nothing is checked when an input is bad
     assert err.count("\n") == 1 and str(bad) in err
 
 
 def test_bad_size_option_exits_2(files, capsys):
-    code, _, err = run(["qa", str(files["good"]), "--size", "big"], capsys)
+    code, _, err = run_captured(["qa", str(files["good"]), "--size", "big"], capsys)
     assert code == 2 and "--size" in err

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from image_gen.cli import main
+from tests.core.helpers import run_captured
 
 BASELINE = """
 name = "baseline"
@@ -31,16 +32,6 @@ strength = 0.6
 max_rerolls = 1
 """
 PROMPTS = 'Bottle on a table, label "AQUA PURE"\nCoffee bag, label reads "NIGHT OWL"\n'
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def runs_in(ws: Path) -> int:
@@ -142,7 +133,7 @@ def test_pictures_are_real_images_of_readable_size(made, report):
 def test_reuse_reads_finished_runs_without_running_again(made, report, capsys):
     before = runs_in(made["ws"])
     assert before == 4
-    code, out, _ = run(
+    code, out, _ = run_captured(
         [
             "report",
             "--compare",
@@ -168,7 +159,7 @@ def test_reuse_reads_finished_runs_without_running_again(made, report, capsys):
 
 
 def test_missing_config_is_bad_input(made, capsys):
-    code, _, err = run(
+    code, _, err = run_captured(
         [
             "report",
             "--compare",
