@@ -228,3 +228,16 @@ def test_models_and_config_commands(staged: Path) -> None:
     assert any("retired" in w for w in chk.json()["warnings"])
     schema = invoke("config", "schema")
     assert schema.code == 0 and "pipeline" in schema.json()["properties"]
+
+
+def test_main_called_from_python_runs_the_command() -> None:
+    """The group lists commands without importing them only for its own help, not when embedded."""
+    import json
+    import subprocess
+    import sys
+
+    code = "from image_gen.cli import main; main(['models', '--json'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert any(m["id"] == "sd3.5-medium" for m in json.loads(out.stdout))
+    helped = subprocess.run([sys.executable, "-m", "image_gen.cli", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "upscale" in helped.stdout

@@ -6,7 +6,6 @@ Commands are listed in ``COMMANDS`` as ``name -> "module:attribute"`` and import
 
 from __future__ import annotations
 
-import sys
 from importlib import import_module
 from typing import Any
 
@@ -39,7 +38,7 @@ class ImageGenGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in COMMANDS:
             return None
-        if ctx.resilient_parsing or "--help" in sys.argv[1:2] or (len(sys.argv) < 2):
+        if ctx.resilient_parsing or ctx.meta.get("image_gen.listing"):
             # Listing help: show the short help without importing the command module.
             return click.Command(cmd_name, help=COMMANDS[cmd_name][1], short_help=COMMANDS[cmd_name][1])
         module, _, attr = COMMANDS[cmd_name][0].partition(":")
@@ -47,6 +46,8 @@ class ImageGenGroup(click.Group):
         return cmd
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # the group's own help lists the commands without importing them
+        ctx.meta["image_gen.listing"] = not args or args[0] in ("--help", "-h")
         if args and args[0] not in COMMANDS and args[0].startswith("-") and args[0] not in ("--help", "-h",
                                                                                              "--version"):
             args = ["generate", *args]
