@@ -21,8 +21,9 @@ install-test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[local,dev]'
 
 demo: install
+	@# exit 1 (a brief whose final asset failed QA) is a result the report measures; exit 2 stops the demo
 	$(BIN)/image-gen run --config examples/staged.toml --prompt-file examples/prompts.txt --simulate \
-		--workspace $(WS) --out-dir $(WS)/out
+		--workspace $(WS) --out-dir $(WS)/out || [ $$? -eq 1 ]
 	$(BIN)/image-gen approve $$($(BIN)/image-gen runs list --status awaiting_approval --limit 1 --json \
 		--workspace $(WS) | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)[0]["run_id"])') \
 		--note "approved in the demo" --workspace $(WS) --out-dir $(WS)/out

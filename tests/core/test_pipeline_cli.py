@@ -241,3 +241,15 @@ def test_main_called_from_python_runs_the_command() -> None:
     assert any(m["id"] == "sd3.5-medium" for m in json.loads(out.stdout))
     helped = subprocess.run([sys.executable, "-m", "image_gen.cli", "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "upscale" in helped.stdout
+
+
+def test_a_final_asset_failing_qa_exits_1_with_the_reason(ws_path: Path, tmp_path: Path) -> None:
+    cfg = write(tmp_path / "typo.toml", '[pipeline]\nmodel = "ideogram-v2a"\nwidth = 512\nheight = 512\n'
+                                        "[sim]\ntypo_rate = 1.0\nsoft_rate = 0.0\nfail_rate = 0.0\n")
+    r = run(ws_path, "run", "--config", str(cfg), "--prompt", BRIEFS[1], "--simulate", "--json")
+    assert r.code == 1
+    out = r.json()["runs"][0]
+    assert out["status"] == "completed" and out["qa_passed"] is False
+    shown = run(ws_path, "runs", "show", out["run_id"], "--json").json()
+    (reason,) = shown["stages"][0]["qa"]["reasons"]
+    assert "HOP STORM IPA" in reason and "read as" in reason

@@ -89,6 +89,7 @@ def export(outcomes: list[RunOutcome], out_dir: Path, workspace: Workspace) -> l
 def exit_code(outcomes: list[RunOutcome]) -> int:
     if any(o.error_kind in ("auth", "not_configured") for o in outcomes):
         return 2
-    if any(o.status in ("failed", "budget_stopped") for o in outcomes):
+    delivered_bad = (o.qa_passed is False and o.status in ("completed", "awaiting_approval") for o in outcomes)
+    if any(o.status in ("failed", "budget_stopped") for o in outcomes) or any(delivered_bad):
         return 1
     return 0

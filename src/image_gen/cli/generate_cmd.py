@@ -26,13 +26,14 @@ from image_gen.cli._common import json_option, workspace_option
 @click.option("--overlap", type=click.IntRange(0, 1024), help="Tile overlap (pixels).")
 @click.option("--upscale", type=click.Choice(["2x", "4x"]))
 @click.option("--simulate", is_flag=True, help="Use the offline simulator (no key, no GPU).")
+@click.option("--no-qa", is_flag=True, help="Skip automatic QA (e.g. for abstract or text-free images).")
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Export images here with readable names.")
 @workspace_option
 @json_option
 def generate(model: str, config_path: str | None, prompts: tuple[str, ...], prompt_file: str | None,
              batch: int | None, width: int | None, height: int | None, aspect_ratio: str | None, steps: int | None,
              guidance_scale: float | None, seed: int | None, negative_prompt: str | None, tile_size: int | None,
-             overlap: int | None, upscale: str | None, simulate: bool, out_dir: str | None,
+             overlap: int | None, upscale: str | None, simulate: bool, no_qa: bool, out_dir: str | None,
              workspace: str | None, as_json: bool) -> None:
     """Render prompts with one model (the default command)."""
     from image_gen.cli.run_cmd import _briefs, run_briefs
@@ -42,7 +43,8 @@ def generate(model: str, config_path: str | None, prompts: tuple[str, ...], prom
     base = read_config_file(config_path) if config_path else {}
     flags = {"model": None if model == STAGED else model, "num_images": batch, "width": width, "height": height,
              "aspect_ratio": aspect_ratio, "steps": steps, "guidance_scale": guidance_scale, "seed": seed,
-             "negative_prompt": negative_prompt, "tile_size": tile_size, "overlap": overlap, "upscale": upscale}
+             "negative_prompt": negative_prompt, "tile_size": tile_size, "overlap": overlap, "upscale": upscale,
+             "qa": {"enabled": False} if no_qa else None}
     flags = {k: v for k, v in flags.items() if v is not None}
     if base:
         data = dict(base)
