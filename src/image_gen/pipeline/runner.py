@@ -389,7 +389,7 @@ class Runner:
         run = self._get_run(run_id)
         stages = []
         for s in self.registry.stage_runs(run.id):
-            calls = [c for c in self.registry.calls(stage_run_id=s.id) if c.state != "cached"]
+            calls = self.registry.calls(stage_run_id=s.id)
             stages.append(StageOutcome(
                 name=s.name, model=s.model_id, status=s.status, cache_hit=s.cache_hit, cost_usd=s.cost_usd,
                 latency_s=s.latency_s, calls=len(calls), artifact=s.artifact_sha, reason=s.reason,
@@ -513,7 +513,7 @@ class Runner:
     # 4-5. budget and the provider call, with retries -----------------------------------------------------------
     def call(self, ctx: _StageContext, entry: ModelEntry, provider_name: str, request: ImageRequest,
              purpose: str) -> ImageResult:
-        from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
         attempts = int(ctx.params["retries"]) + 1
         expected = entry.price_for(request.width, request.height, request.num_images)
@@ -531,8 +531,6 @@ class Runner:
                     self._check_budget(ctx.run_id, expected, entry)
                     return self._one_call(ctx, entry, provider_name, provider, request, purpose,
                                           attempt.retry_state.attempt_number, expected)
-        except RetryError as exc:  # pragma: no cover - reraise=True re-raises the last error instead
-            raise StageStop("failed", str(exc)) from exc
         # provider messages start with the provider's name already
         except ContentFiltered as exc:
             raise StageStop("failed", f"content filtered: {exc}", "content_filtered") from exc
@@ -727,10 +725,8 @@ class Runner:
         qa_cfg = ctx.plan.settings.qa
         if qa_cfg is not None and not qa_cfg.enabled:
             return None
-        try:
-            from image_gen.qa import evaluate
-        except ImportError:  # QA engine not installed in this build
-            return None
+        from image_gen.qa import evaluate
+
         return evaluate(
             image, prompt=ctx.brief.prompt, expect_text=ctx.brief.expect_text,
             asked_size=asked, settings=qa_cfg,
