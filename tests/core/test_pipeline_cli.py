@@ -192,9 +192,17 @@ def test_generate_default_command_with_batch_and_out_dir(ws_path: Path, tmp_path
     shown = run(ws_path, "runs", "show", run_["run_id"], "--json").json()
     call = shown["stages"][0]["calls"][0]
     assert call["state"] == "ok"
-    assert len(shown["stages"][0]["outputs"]) >= 1
+    outputs = shown["stages"][0]["outputs"]
+    assert len(outputs) == 2 and outputs[0] == shown["stages"][0]["artifact_sha256"]
     assert shown["stages"][0]["params"]["num_images"] == 2
-    assert len(list(out.glob("*.png"))) == 1
+    exported = sorted(out.glob("*.png"))
+    assert len(exported) == 2
+    seeds = []
+    for png in exported:
+        with Image.open(png) as img:
+            assert img.size == (512, 512)
+            seeds.append(img.info[PARAMS_CHUNK].split("Seed: ")[1].split(",")[0])
+    assert len(set(seeds)) == 2  # each image of the batch carries its own seed
 
 
 def test_retired_model_real_run_fails_naming_successor(ws_path: Path) -> None:

@@ -127,3 +127,22 @@ def test_unchanged_rerun_makes_no_call_and_changed_seed_does(ws_path: Path, scri
     runner2, _ = make_runner(ws_path, seed=6)
     runner2.start(Brief("x"))
     assert len(scripted.seen) == 2 and scripted.seen[-1].seed == 6
+
+
+def test_qa_failure_rerolls_then_escalates_and_keeps_the_first_attempt(ws_path: Path) -> None:
+    cfg = load_config({
+        "pipeline": {"stages": ["layout:ideogram-v2a"], "width": 384, "height": 384},
+        "stage": {"layout": {"seed": 11, "max_rerolls": 1, "escalate_to": "ideogram-v3"}},
+        "sim": {"typo_rate": 1.0, "soft_rate": 0.0, "fail_rate": 0.0},
+    })
+    runner = Runner(Workspace.resolve(ws_path), cfg, simulate=True)
+    out = runner.start(Brief('Kids cereal box, title "CRUNCHY STARS"'))
+    assert out.status == "completed" and out.qa_passed is False
+    (stage,) = runner.registry.stage_runs(out.run_id)
+    calls = runner.registry.calls(out.run_id)
+    assert [(c.purpose, c.model_id) for c in calls] == [
+        ("stage", "sim:ideogram-v2a"), ("reroll", "sim:ideogram-v2a"), ("escalation", "sim:ideogram-v3")]
+    assert stage.rerolls == 1 and stage.escalated_to == "sim:ideogram-v3"
+    # every attempt failed: the stage keeps the first one, with that attempt's own seed and model
+    assert stage.seed == 11 == calls[0].seed and stage.model_id == "sim:ideogram-v2a"
+    assert stage.qa is not None and not stage.qa["passed"] and "read as" in stage.qa["reasons"][0]

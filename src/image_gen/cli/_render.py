@@ -70,19 +70,20 @@ def slug(text: str, n: int = 40) -> str:
 
 
 def export(outcomes: list[RunOutcome], out_dir: Path, workspace: Workspace) -> list[Path]:
-    """Copy each stage's image to ``out_dir`` under a readable name; returns the written paths."""
+    """Copy each stage's images (all of a ``--batch``) to ``out_dir`` under readable names; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     store = workspace.artifacts()
     written = []
     for o in outcomes:
         for i, s in enumerate(o.stages):
-            if not s.artifact:
-                continue
-            tag = "-sim" if o.simulated else ""
-            name = f"{o.run_id}-{i}-{s.name}-{slug(s.model, 30)}-{slug(o.prompt, 30)}{tag}.png"
-            dest = out_dir / name
-            shutil.copyfile(store.path_for(s.artifact), dest)
-            written.append(dest)
+            shas = s.outputs or ([s.artifact] if s.artifact else [])
+            for k, sha in enumerate(shas):
+                tag = "-sim" if o.simulated else ""
+                extra = f"-{k + 1}" if len(shas) > 1 else ""
+                name = f"{o.run_id}-{i}-{s.name}-{slug(s.model, 30)}-{slug(o.prompt, 30)}{extra}{tag}.png"
+                dest = out_dir / name
+                shutil.copyfile(store.path_for(sha), dest)
+                written.append(dest)
     return written
 
 

@@ -96,6 +96,8 @@ class StageOutcome:
     artifact: str | None = None
     reason: str | None = None
     qa_passed: bool | None = None
+    outputs: list[str] = field(default_factory=list)
+    """Every image the stage delivered: its artifact first, then the other images of a batch."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -393,7 +395,7 @@ class Runner:
             stages.append(StageOutcome(
                 name=s.name, model=s.model_id, status=s.status, cache_hit=s.cache_hit, cost_usd=s.cost_usd,
                 latency_s=s.latency_s, calls=len(calls), artifact=s.artifact_sha, reason=s.reason,
-                qa_passed=None if s.qa is None else bool(s.qa.get("passed")),
+                qa_passed=None if s.qa is None else bool(s.qa.get("passed")), outputs=list(s.outputs or []),
             ))
         return RunOutcome(
             run_id=run.id, status=run.status, prompt=run.prompt, stages=stages, cost_usd=run.cost_usd,
@@ -497,13 +499,15 @@ class Runner:
 
         # 10. record
         sha = self._store(ctx, image, final=True)
+        others = [self._store(ctx, self._deliver_size(ctx, g.to_pil().convert("RGB")), final=False,
+                              seed=g.seed) for g in ctx.batch]
         qa = verdict.to_dict() if verdict is not None else None
-        reg.update(StageRun, row.id, status="done", artifact_sha=sha, outputs=[sha, *ctx.extra_outputs],
+        reg.update(StageRun, row.id, status="done", artifact_sha=sha, outputs=[sha, *others],
                    seed=ctx.seed_used, qa=qa, adapters=adapters_record, cost_usd=round(ctx.cost, 6),
                    latency_s=round(ctx.latency, 4), finished_at=utcnow(), rerolls=ctx.rerolls,
                    escalated_to=ctx.escalated_to, model_id=ctx.model_used or plan.entry.id,
                    params={**params, **result_meta})
-        reg.cache_put(CacheEntry(key=key, model_id=plan.entry.id, artifacts=[sha, *ctx.extra_outputs],
+        reg.cache_put(CacheEntry(key=key, model_id=plan.entry.id, artifacts=[sha, *others],
                                  seed=ctx.seed_used, result={"qa": qa, "adapters": adapters_record,
                                                              "cost_usd": ctx.cost, "latency_s": ctx.latency,
                                                              "calls": ctx.calls, "rerolls": ctx.rerolls}))
@@ -671,7 +675,9 @@ class Runner:
             esc = self.catalog.resolve(p["escalate_to"])
             esc = self.catalog.simulated(esc) if self.simulate else esc
             candidates.append((esc, "sim" if self.simulate else esc.provider, "escalation"))
-        best: tuple[Image.Image, Any, dict[str, Any]] | None = None
+        # an attempt: (image, verdict, metadata, seed used, model used, the call's other images)
+        best: tuple[Image.Image, Any, dict[str, Any], int | None, str, list[Any]] | None = None
+        chosen = None
         for n, (entry, provider_name, purpose) in enumerate(candidates):
             rolls = p["max_rerolls"] + 1 if purpose == "stage" else 1
             for k in range(rolls):
@@ -679,25 +685,24 @@ class Runner:
                 why = purpose if k == 0 else "reroll"
                 request = self._request(ctx, entry, seed, input_sha)
                 result, used = self._call_with_fallback(ctx, entry, provider_name, request, why)
-                image = result.images[0].to_pil().convert("RGB")
-                ctx.seed_used = result.images[0].seed if result.images[0].seed is not None else result.seed
+                first = result.images[0]
+                image = first.to_pil().convert("RGB")
                 meta = {"vendor": _json_safe(result.metadata), "returned_size": [image.width, image.height]}
                 if k > 0:
                     ctx.rerolls += 1
                 if purpose == "escalation":
                     ctx.escalated_to = entry.id
-                ctx.model_used = used.id
                 verdict = self._qa(ctx, image, asked=None, safety=result.metadata)
+                attempt = (image, verdict, meta, first.seed if first.seed is not None else result.seed, used.id,
+                           list(result.images[1:]))
                 if verdict is None or verdict.passed:
-                    ctx.verdict = verdict
-                    return image, meta
-                if best is None:
-                    best = (image, verdict, meta)
-                else:
-                    ctx.extra_outputs.append(self._store(ctx, image, final=False))
-        assert best is not None
-        ctx.verdict = best[1]
-        return best[0], best[2]
+                    chosen = attempt
+                    break
+                best = best or attempt  # failed attempts stay in the registry through their calls
+            if chosen is not None:
+                break
+        image, ctx.verdict, meta, ctx.seed_used, ctx.model_used, ctx.batch = chosen or best  # type: ignore[misc]
+        return image, meta
 
     def _call_with_fallback(self, ctx: _StageContext, entry: ModelEntry, provider_name: str,
                             request: ImageRequest, purpose: str) -> tuple[ImageResult, ModelEntry]:
@@ -825,11 +830,12 @@ class Runner:
         ctx.image_after_adapters = image
         return records
 
-    def _store(self, ctx: _StageContext, image: Image.Image, *, final: bool) -> str:
+    def _store(self, ctx: _StageContext, image: Image.Image, *, final: bool, seed: int | None = None) -> str:
         p = ctx.params
         meta = {
             "prompt": ctx.brief.prompt, "negative_prompt": p["negative_prompt"], "model": ctx.model_used,
-            "stage": ctx.plan.name, "seed": ctx.seed_used, "steps": p["steps"], "guidance_scale": p["guidance_scale"],
+            "stage": ctx.plan.name, "seed": seed if seed is not None else ctx.seed_used, "steps": p["steps"],
+            "guidance_scale": p["guidance_scale"],
             "strength": p["strength"], "size": f"{image.width}x{image.height}", "simulated": self.simulate,
             "size_fixes": ctx.size_fixes if final else [], "upscale": p["upscale"], "adapters": p["adapters"],
         }
@@ -854,7 +860,8 @@ class _StageContext:
     seed_used: int | None = None
     verdict: Any = None
     size_fixes: list[str] = field(default_factory=list)
-    extra_outputs: list[str] = field(default_factory=list)
+    batch: list[Any] = field(default_factory=list)
+    """The other images of the chosen call (``num_images`` > 1): delivered at the asked size, recorded, exported."""
     image_after_adapters: Any = None
 
 
