@@ -102,15 +102,17 @@ def make_runner(cfg: Config, *, workspace: str | os.PathLike[str] | Workspace | 
 
 def run_pipeline(config: Config | Mapping[str, Any] | str | os.PathLike[str],
                  prompt: str | Brief | Iterable[str | Brief], *, workspace: str | os.PathLike[str] | Workspace | None
-                 = None, simulate: bool | None = None, events: Events | None = None) -> RunOutcome | list[RunOutcome]:
-    """Run a pipeline config on one brief (returns a RunOutcome) or several (returns a list)."""
+                 = None, simulate: bool | None = None, events: Events | None = None,
+                 concurrency: int | None = None) -> RunOutcome | list[RunOutcome]:
+    """Run a pipeline config on one brief (returns a RunOutcome) or several (returns a list, in order),
+    ``concurrency`` briefs at once (default: the config's ``concurrency``, 1)."""
     cfg, source = _coerce_config(config)
     runner = make_runner(cfg, workspace=workspace, simulate=simulate, config_source=source, events=events)
     plans = runner.plan()
     single = isinstance(prompt, str | Brief)
     items = [prompt] if single else list(prompt)  # type: ignore[list-item, arg-type]
     briefs = [b if isinstance(b, Brief) else Brief(str(b), index=i) for i, b in enumerate(items)]
-    outcomes = [runner.start(b, plans) for b in briefs]
+    outcomes = runner.start_many(briefs, plans, concurrency=concurrency or cfg.concurrency)
     return outcomes[0] if single else outcomes
 
 

@@ -182,6 +182,7 @@ class Config(_Strict):
         default="fail", description="A retired model: fail naming the successor, or run the successor"
     )
     registry_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in the workspace")
+    concurrency: int = Field(default=1, ge=1, le=64, description="Briefs run at once (threads)")
     name: str | None = Field(default=None, description="Pipeline name shown in reports")
 
     @model_validator(mode="after")

@@ -146,3 +146,38 @@ def test_qa_failure_rerolls_then_escalates_and_keeps_the_first_attempt(ws_path: 
     # every attempt failed: the stage keeps the first one, with that attempt's own seed and model
     assert stage.seed == 11 == calls[0].seed and stage.model_id == "sim:ideogram-v2a"
     assert stage.qa is not None and not stage.qa["passed"] and "read as" in stage.qa["reasons"][0]
+
+
+def test_briefs_run_concurrently_each_recorded_as_if_alone(ws_path: Path, scripted: Any) -> None:
+    import threading
+    import time as _time
+
+    state = {"now": 0, "peak": 0}
+    lock = threading.Lock()
+    orig = ScriptedProvider.generate
+
+    def slow(self: ScriptedProvider, request: ImageRequest) -> ImageResult:
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        try:
+            _time.sleep(0.2)
+            return orig(self, request)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    ScriptedProvider.generate = slow  # type: ignore[method-assign]
+    try:
+        runner, _ = make_runner(ws_path)
+        briefs = [Brief(f'tin {i} "LABEL {i}"', index=i) for i in range(6)] + [Brief('tin 0 "LABEL 0"', index=6)]
+        outs = runner.start_many(briefs, concurrency=3)
+    finally:
+        ScriptedProvider.generate = orig  # type: ignore[method-assign]
+    assert [o.prompt for o in outs] == [b.prompt for b in briefs]  # in the order asked
+    assert all(o.status == "completed" for o in outs)
+    assert 2 <= state["peak"] <= 3
+    for o in outs:
+        calls = runner.registry.calls(o.run_id)
+        assert all(c.state == "ok" for c in calls) and len(calls) <= 1
+    assert len({o.run_id for o in outs}) == len(briefs)

@@ -40,7 +40,8 @@ def finish(outcomes: list, as_json: bool, out_dir: str | None, workspace: object
 
 
 def run_briefs(cfg: object, source: str | None, briefs: list, *, simulate: bool | None, workspace: str | None,
-               as_json: bool, out_dir: str | None, seed_image: object = None) -> None:
+               as_json: bool, out_dir: str | None, seed_image: object = None,
+               concurrency: int | None = None) -> None:
     from image_gen.api import make_runner
     from image_gen.cli._render import progress_events
 
@@ -49,7 +50,8 @@ def run_briefs(cfg: object, source: str | None, briefs: list, *, simulate: bool 
     runner.check_configured(plans)
     with progress_events(len(plans) * len(briefs)) as events:
         runner.events = events
-        outcomes = [runner.start(b, plans, seed_image=seed_image) for b in briefs]  # type: ignore[arg-type]
+        outcomes = runner.start_many(briefs, plans, concurrency=concurrency or runner.config.concurrency,
+                                     seed_image=seed_image)  # type: ignore[arg-type]
     finish(outcomes, as_json, out_dir, runner.workspace)
 
 
@@ -60,10 +62,11 @@ def run_briefs(cfg: object, source: str | None, briefs: list, *, simulate: bool 
 @click.option("--prompt-file", type=click.Path(), help="One brief per line (or .json/.jsonl objects).")
 @click.option("--simulate", is_flag=True, help="Run every stage on its simulated twin (offline, no key).")
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Export every stage's image here.")
+@click.option("--concurrency", type=click.IntRange(1, 64), help="Briefs run at once (default: the config's, 1).")
 @workspace_option
 @json_option
 def run(config_path: str | None, prompts: tuple[str, ...], prompt_file: str | None, simulate: bool,
-        out_dir: str | None, workspace: str | None, as_json: bool) -> None:
+        out_dir: str | None, concurrency: int | None, workspace: str | None, as_json: bool) -> None:
     """Run a pipeline config on one or more briefs."""
     from image_gen.config import load_config
     from image_gen.errors import ConfigError
@@ -77,7 +80,7 @@ def run(config_path: str | None, prompts: tuple[str, ...], prompt_file: str | No
     cfg = load_config(config_path)
     briefs = _briefs(prompts, prompt_file)
     run_briefs(cfg, config_path, briefs, simulate=simulate, workspace=workspace, as_json=as_json,
-               out_dir=out_dir)
+               out_dir=out_dir, concurrency=concurrency)
 
 
 def _one(action: str, run_id: str, note: str | None, workspace: str | None, as_json: bool,

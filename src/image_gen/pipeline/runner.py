@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -173,6 +174,7 @@ class Runner:
         self.events = events or (lambda kind, data: None)
         self.sleep = sleep
         self._providers: dict[str, Provider] = dict(providers or {})
+        self._lock = threading.RLock()
 
     # -- the composition of providers ---------------------------------------------------------------------------
     @property
@@ -180,6 +182,10 @@ class Runner:
         return self.workspace.registry()
 
     def provider(self, name: str) -> Provider:
+        with self._lock:
+            return self._provider(name)
+
+    def _provider(self, name: str) -> Provider:
         if name not in self._providers:
             pc = self.config.providers.get(name)
             settings = ProviderSettings(
@@ -295,6 +301,22 @@ class Runner:
             )
         self.events("run_start", {"run_id": run_id, "prompt": brief.prompt, "stages": len(plans)})
         return self._continue(run_id, plans, brief, seed_sha)
+
+    def start_many(self, briefs: list[Brief], plans: list[StagePlan] | None = None, *, concurrency: int = 1,
+                   seed_image: Image.Image | None = None) -> list[RunOutcome]:
+        """Run several briefs, up to ``concurrency`` at once (threads: provider calls wait on the network).
+
+        Outcomes come back in the order of ``briefs``; each run is recorded as if it ran alone.
+        """
+        plans = plans if plans is not None else self.plan()
+        self.check_configured(plans)
+        if concurrency <= 1 or len(briefs) <= 1:
+            return [self.start(b, plans, seed_image=seed_image) for b in briefs]
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.registry  # noqa: B018 - open the registry (and migrate) once, before the threads share it
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="image-gen-run") as pool:
+            return list(pool.map(lambda b: self.start(b, plans, seed_image=seed_image), briefs))
 
     def resume(self, run_id: str) -> RunOutcome:
         run = self._get_run(run_id)

@@ -145,8 +145,13 @@ class Registry:
             return s.get(CacheEntry, key)
 
     def cache_put(self, entry: CacheEntry) -> None:
-        with self.session() as s:
-            s.merge(entry)
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with self.session() as s:
+                s.merge(entry)
+        except IntegrityError:  # the same stage finished at the same time in another run: first writer wins
+            pass
 
     def spent_today(self) -> float:
         start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
