@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,26 @@ def test_a_final_asset_failing_qa_exits_1_with_the_reason(ws_path: Path, tmp_pat
     shown = run(ws_path, "runs", "show", out["run_id"], "--json").json()
     (reason,) = shown["stages"][0]["qa"]["reasons"]
     assert "HOP STORM IPA" in reason and "read as" in reason
+
+
+@pytest.mark.parametrize("tiles", [False, True])
+def test_asked_size_beyond_native_is_reached_by_upscale(ws_path: Path, tiles: bool) -> None:
+    extra = ["--tile-size", "512", "--overlap", "32"] if tiles else []
+    r = run(ws_path, "generate", "--model", "ideogram-v2a", "--prompt", BRIEFS[1], "--width", "1920", "--height",
+            "1080", "--simulate", "--json", *extra)
+    assert r.code in (0, 1), r.stderr
+    out = r.json()["runs"][0]
+    assert out["status"] == "completed"
+    shown = run(ws_path, "runs", "show", out["run_id"], "--json").json()
+    stage = shown["stages"][0]
+    purposes = [c["purpose"] for c in stage["calls"]]
+    # the model renders at its native ~1 megapixel, then the runner upscales to the asked size
+    assert purposes[0] == "stage"
+    assert purposes[1:] == (["tile"] * (len(purposes) - 1) if tiles else ["upscale"])
+    first = stage["calls"][0]
+    assert first["state"] == "ok"
+    art = ws_path / ".image-gen" / "artifacts" / stage["artifact_sha256"][:2] / f"{stage['artifact_sha256']}.png"
+    with Image.open(art) as img:
+        assert img.size == (1920, 1080)
+        fixes = json.loads(img.info[JSON_CHUNK])["size_fixes"]
+    assert any("upscaled 2x" in f for f in fixes)

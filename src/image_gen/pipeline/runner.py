@@ -508,7 +508,7 @@ class Runner:
             image, result_meta = self._render_with_qa(ctx, input_sha)
             image = self._deliver_size(ctx, image)
             if params["upscale"]:
-                image = self._upscale(ctx, image)
+                image = self._upscale(ctx, image, int(params["upscale"].rstrip("x")))
             adapters_record = self._apply_adapters(ctx, image, input_sha, layout_sha)
             image = ctx.image_after_adapters or image
             changed = params["adapters"] or params["upscale"] or ctx.size_fixes
@@ -521,8 +521,8 @@ class Runner:
 
         # 10. record
         sha = self._store(ctx, image, final=True)
-        others = [self._store(ctx, self._deliver_size(ctx, g.to_pil().convert("RGB")), final=False,
-                              seed=g.seed) for g in ctx.batch]
+        others = [self._store(ctx, self._deliver_size(ctx, g.to_pil().convert("RGB"), upscale_short=False),
+                              final=False, seed=g.seed) for g in ctx.batch]
         qa = verdict.to_dict() if verdict is not None else None
         reg.update(StageRun, row.id, status="done", artifact_sha=sha, outputs=[sha, *others],
                    seed=ctx.seed_used, qa=qa, adapters=adapters_record, cost_usd=round(ctx.cost, 6),
@@ -761,12 +761,18 @@ class Runner:
         )
 
     # 6. size ----------------------------------------------------------------------------------------------------
-    def _deliver_size(self, ctx: _StageContext, image: Image.Image) -> Image.Image:
+    def _deliver_size(self, ctx: _StageContext, image: Image.Image, *, upscale_short: bool = True) -> Image.Image:
+        """Make the image exactly the asked size. A model that rendered at its native size, well below the asked
+        one, is upscaled (native upscaler, or tiled image-to-image with the stage's tile settings) first; then
+        the image is cropped to the asked ratio and resampled. Each fix is recorded."""
         from PIL import Image as PILImage
 
         w, h = ctx.params["width"], ctx.params["height"]
         if (image.width, image.height) == (w, h):
             return image
+        if upscale_short and image.width * image.height * 2 <= w * h:
+            linear = (w * h / (image.width * image.height)) ** 0.5
+            image = self._upscale(ctx, image, 2 if linear <= 2.0 + 1e-6 else 4)
         fixes = []
         src_ratio, ratio = image.width / image.height, w / h
         if abs(src_ratio - ratio) > 0.01:
@@ -786,13 +792,12 @@ class Runner:
         return image
 
     # 7. upscale -------------------------------------------------------------------------------------------------
-    def _upscale(self, ctx: _StageContext, image: Image.Image) -> Image.Image:
+    def _upscale(self, ctx: _StageContext, image: Image.Image, factor: int) -> Image.Image:
         from PIL import Image as PILImage
 
         from image_gen.providers.base import encode_png
 
         p = ctx.params
-        factor = int(p["upscale"].rstrip("x"))
         target = (image.width * factor, image.height * factor)
         entry = self.catalog.resolve(ctx.model_used or ctx.plan.entry.id)
         upscaler_id = entry.native_upscaler

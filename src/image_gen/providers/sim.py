@@ -131,7 +131,7 @@ class SimProvider:
         import numpy as np
         from PIL import Image, ImageFilter
 
-        width, height = _size(request)
+        width, height = _size(request, entry.native_megapixels)
         defects: list[str] = []
         strength = request.strength if request.strength is not None else 0.5
         if request.operation == "img2img" and request.init_image is not None and strength < REFINE_BELOW:
@@ -199,14 +199,20 @@ def _digest(*parts: Any) -> int:
     return int.from_bytes(h[:8], "big")
 
 
-def _size(request: ImageRequest) -> tuple[int, int]:
+def _size(request: ImageRequest, native_megapixels: float | None = None) -> tuple[int, int]:
+    """The size the twin renders: the asked one, at most the model's native area (as the real model would)."""
     if request.width and request.height:
-        return request.width, request.height
-    if request.aspect_ratio:
+        w, h = request.width, request.height
+    elif request.aspect_ratio:
         a, b = (int(x) for x in request.aspect_ratio.split(":"))
         scale = (1024 * 1024 / (a * b)) ** 0.5
-        return int(round(a * scale / 16) * 16), int(round(b * scale / 16) * 16)
-    return 1024, 1024
+        w, h = int(round(a * scale / 16) * 16), int(round(b * scale / 16) * 16)
+    else:
+        w, h = 1024, 1024
+    if native_megapixels and w * h > native_megapixels * 1e6 * 1.1:
+        scale = (native_megapixels * 1e6 / (w * h)) ** 0.5
+        w, h = max(16, int(w * scale) // 16 * 16), max(16, int(h * scale) // 16 * 16)
+    return w, h
 
 
 def _misspell(texts: list[str], rng: np.random.Generator) -> list[str]:
