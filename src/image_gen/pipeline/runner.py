@@ -334,23 +334,25 @@ class Runner:
         return self._continue(run.id, plans, brief, run.input_artifact)
 
     def approve(self, run_id: str, note: str | None = None) -> RunOutcome:
-        run = self._get_run(run_id)
-        waiting = [s for s in self.registry.stage_runs(run.id) if s.status == "awaiting_approval"]
-        if run.status != "awaiting_approval" or not waiting:
-            raise InputError(f"run {run.id} is not waiting for approval (status: {run.status})")
-        self.registry.add(Approval(run_id=run.id, stage_name=waiting[0].name, decision="approved", note=note))
+        run, stage = self._waiting(run_id)
+        self.registry.add(Approval(run_id=run.id, stage_name=stage.name, decision="approved", note=note))
         return self.resume(run.id)
 
     def reject(self, run_id: str, note: str | None = None) -> RunOutcome:
+        run, stage = self._waiting(run_id)
+        self.registry.add(Approval(run_id=run.id, stage_name=stage.name, decision="rejected", note=note))
+        self.registry.update(StageRun, stage.id, status="rejected", reason=note or "rejected")
+        self.registry.update(Run, run.id, status="rejected", reason=f"rejected at {stage.name}: {note or ''}",
+                             qa_passed=False)
+        return self.outcome(run.id)
+
+    def _waiting(self, run_id: str) -> tuple[Run, StageRun]:
+        """The run and the stage it waits at; bad input if it waits at none."""
         run = self._get_run(run_id)
         waiting = [s for s in self.registry.stage_runs(run.id) if s.status == "awaiting_approval"]
         if run.status != "awaiting_approval" or not waiting:
             raise InputError(f"run {run.id} is not waiting for approval (status: {run.status})")
-        self.registry.add(Approval(run_id=run.id, stage_name=waiting[0].name, decision="rejected", note=note))
-        self.registry.update(StageRun, waiting[0].id, status="rejected", reason=note or "rejected")
-        self.registry.update(Run, run.id, status="rejected", reason=f"rejected at {waiting[0].name}: {note or ''}",
-                             qa_passed=False)
-        return self.outcome(run.id)
+        return run, waiting[0]
 
     def _get_run(self, run_id: str) -> Run:
         run = self.registry.get_run(run_id)
@@ -695,8 +697,7 @@ class Runner:
         candidates: list[tuple[ModelEntry, str, str]] = [(plan.entry, plan.provider, "stage")]
         if p["escalate_to"]:
             esc = self.catalog.resolve(p["escalate_to"])
-            esc = self.catalog.simulated(esc) if self.simulate else esc
-            candidates.append((esc, "sim" if self.simulate else esc.provider, "escalation"))
+            candidates.append((*self._route(esc), "escalation"))
         # an attempt: (image, verdict, metadata, seed used, model used, the call's other images)
         best: tuple[Image.Image, Any, dict[str, Any], int | None, str, list[Any]] | None = None
         chosen = None
@@ -737,15 +738,21 @@ class Runner:
                 raise StageStop("failed", f"out of memory on {entry.id} and no fallback_model: {exc}",
                                 "out_of_memory") from exc
             fb_entry = self.catalog.resolve(fb)
-            fb_provider = ctx.plan.settings.provider if fb_entry.provider == "local" else fb_entry.provider
-            if self.simulate:
-                fb_entry, fb_provider = self.catalog.simulated(fb_entry), "sim"
+            fb_entry, fb_provider = self._route(fb_entry, ctx.plan.settings.provider
+                                                if fb_entry.provider == "local" else None)
             req = ImageRequest(**{**request.__dict__, "model": fb_entry.id, "vendor_model": fb_entry.vendor_model})
             try:
-                return self.call(ctx, fb_entry, fb_provider or fb_entry.provider, req, "fallback"), fb_entry
+                return self.call(ctx, fb_entry, fb_provider, req, "fallback"), fb_entry
             except OutOfMemory as exc2:
                 raise StageStop("failed", f"out of memory on {entry.id} and on fallback {fb}: {exc2}",
                                 "out_of_memory") from exc2
+
+    def _route(self, entry: ModelEntry, provider: str | None = None) -> tuple[ModelEntry, str]:
+        """A model chosen during a stage (escalation, fallback, upscaler) and the provider that serves it:
+        its simulated twin under ``--simulate``, else ``provider`` or the catalog's."""
+        if self.simulate:
+            return self.catalog.simulated(entry), "sim"
+        return entry, provider or entry.provider
 
     def _qa(self, ctx: _StageContext, image: Image.Image, asked: tuple[int, int] | None = None,
             safety: dict[str, Any] | None = None) -> Any:
@@ -802,9 +809,7 @@ class Runner:
         entry = self.catalog.resolve(ctx.model_used or ctx.plan.entry.id)
         upscaler_id = entry.native_upscaler
         if upscaler_id and not p["tile_size"]:
-            up = self.catalog.resolve(upscaler_id)
-            provider = "sim" if self.simulate else up.provider
-            up = self.catalog.simulated(up) if self.simulate else up
+            up, provider = self._route(self.catalog.resolve(upscaler_id))
             req = ImageRequest(model=up.id, vendor_model=up.vendor_model, prompt=ctx.brief.prompt,
                                operation="upscale", init_image=encode_png(image), seed=p["seed"],
                                width=target[0], height=target[1], options={"factor": factor})
@@ -816,8 +821,7 @@ class Runner:
             return out
         from image_gen.pipeline.upscale import tiled_upscale
 
-        entry_used = self.catalog.simulated(entry) if self.simulate else entry
-        provider_name = "sim" if self.simulate else (ctx.plan.settings.provider or entry.provider)
+        entry_used, provider_name = self._route(entry, ctx.plan.settings.provider)
         tile_size = p["tile_size"] or 512
         overlap = p["overlap"] if p["overlap"] is not None else 32
 
