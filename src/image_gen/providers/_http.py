@@ -295,11 +295,9 @@ class KeyedProvider:
 
     @classmethod
     def _key(cls) -> str | None:
-        for var in cls.key_env:
-            value = os.environ.get(var)
-            if value:
-                return value
-        return None
+        from image_gen.keys import lookup
+
+        return lookup(cls.key_env)
 
     def is_configured(self) -> bool:
         return self._key() is not None

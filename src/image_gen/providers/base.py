@@ -11,6 +11,11 @@ Error tree (every provider translates its engine's failures into these at its bo
      +-- Transient              5xx, timeouts, truncated bodies, expired links (retried)
      +-- OutOfMemory            a local engine ran out of accelerator memory
 
+Every error says what it cost: ``billed`` (the vendor charged for it: a content-filtered image, a generated image
+whose download failed), ``maybe_billed`` (the request reached the vendor and its answer was lost: a read timeout,
+a cut-off or unreadable body, an oversized image; the runner charges the expected cost and marks the call "may have
+been billed"), or neither (refused before any work: connect errors, 4xx refusals, 429).
+
 Providers know nothing of pipelines, QA or the registry. Retries, re-rolls, escalation and gates live in the runner.
 """
 
@@ -32,12 +37,17 @@ class ProviderError(Exception):
 
     retryable: bool = False
     billed: bool = False
+    maybe_billed: bool = False
+    """The request reached the vendor and the answer was lost: the vendor may have charged for it."""
 
-    def __init__(self, message: str, *, request_id: str | None = None, billed: bool | None = None) -> None:
+    def __init__(self, message: str, *, request_id: str | None = None, billed: bool | None = None,
+                 maybe_billed: bool | None = None) -> None:
         super().__init__(message)
         self.request_id = request_id
         if billed is not None:
             self.billed = billed
+        if maybe_billed is not None:
+            self.maybe_billed = maybe_billed
 
 
 class NotConfigured(ProviderError):
