@@ -33,3 +33,11 @@ class BudgetExceeded(WorkFailed):
 
 class RunNotFound(InputError):
     pass
+
+
+class RunsInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during runs: each live run was marked ``interrupted``; ``image-gen resume RUN`` finishes it."""
+
+    def __init__(self, run_ids: list[str]) -> None:
+        super().__init__(", ".join(run_ids))
+        self.run_ids = list(run_ids)

@@ -41,6 +41,14 @@ class Workspace:
                 self._registry = Registry.for_path(self.db_path)
         return self._registry
 
+    def existing_registry(self) -> Registry:
+        """The registry for read-only commands: bad input (exit 2), creating nothing, when there is none yet."""
+        if self._registry is None and not self.registry_url and not self.db_path.is_file():
+            from image_gen.errors import InputError
+
+            raise InputError(f"no image-gen registry in {self.root} (run something there first)", field="--workspace")
+        return self.registry()
+
     def artifacts(self) -> ArtifactStore:
         from image_gen.store.artifacts import ArtifactStore
 
