@@ -32,6 +32,7 @@ __all__ = [
     "GenerateResult",
     "RunOutcome",
     "approve",
+    "cancel",
     "generate",
     "generate_pipeline",
     "load_config",
@@ -92,10 +93,22 @@ def _coerce_config(cfg: Config | Mapping[str, Any] | str | os.PathLike[str]) -> 
     return load_config(Path(cfg)), str(cfg)
 
 
-def make_runner(cfg: Config, *, workspace: str | os.PathLike[str] | Workspace | None = None,
+WorkspaceArg = str | os.PathLike[str] | Workspace | None
+
+
+def open_workspace(workspace: WorkspaceArg = None, registry_url: str | None = None, *, cfg: Config | None = None,
+                   config_source: str | None = None) -> Workspace:
+    """The workspace and its registry choice (``--registry-url``, env, the config's, the workspace's settings)."""
+    if isinstance(workspace, Workspace):
+        return workspace
+    return Workspace.resolve(workspace, registry_url, config_url=cfg.registry_url if cfg else None,
+                             config_file=config_source)
+
+
+def make_runner(cfg: Config, *, workspace: WorkspaceArg = None,
                 simulate: bool | None = None, config_source: str | None = None,
-                events: Events | None = None) -> Runner:
-    ws = workspace if isinstance(workspace, Workspace) else Workspace.resolve(workspace, cfg.registry_url)
+                events: Events | None = None, registry_url: str | None = None) -> Runner:
+    ws = open_workspace(workspace, registry_url, cfg=cfg, config_source=config_source)
     sim = simulate if simulate is not None else _env_simulate()
     return Runner(ws, cfg, simulate=sim, config_source=config_source, events=events)
 
@@ -180,30 +193,38 @@ def upscale_image(image: str | os.PathLike[str] | Image.Image, *, factor: int = 
     return generate_pipeline(img, stage, prompt=prompt, simulate=simulate, workspace=workspace)
 
 
-def resume(run_id: str, *, workspace: str | os.PathLike[str] | Workspace | None = None,
-           events: Events | None = None) -> RunOutcome:
-    runner = runner_for_run(run_id, workspace=workspace, events=events)
-    return runner.resume(run_id)
+def resume(run_id: str, *, workspace: WorkspaceArg = None, events: Events | None = None, force: bool = False,
+           registry_url: str | None = None) -> RunOutcome:
+    """Finish an interrupted, failed or budget-stopped run; finished calls are never sent again."""
+    runner = runner_for_run(run_id, workspace=workspace, events=events, registry_url=registry_url)
+    return runner.resume(run_id, force=force)
 
 
-def approve(run_id: str, note: str | None = None, *, workspace: str | os.PathLike[str] | Workspace | None = None,
-            events: Events | None = None) -> RunOutcome:
-    return runner_for_run(run_id, workspace=workspace, events=events).approve(run_id, note)
+def approve(run_id: str, note: str | None = None, *, workspace: WorkspaceArg = None, events: Events | None = None,
+            by: str | None = None, registry_url: str | None = None) -> RunOutcome:
+    """Approve the gate a run waits at and continue it; a second approval raises WorkFailed and calls nothing."""
+    return runner_for_run(run_id, workspace=workspace, events=events, registry_url=registry_url).approve(
+        run_id, note, by=by)
 
 
-def reject(run_id: str, note: str | None = None, *,
-           workspace: str | os.PathLike[str] | Workspace | None = None) -> RunOutcome:
-    return runner_for_run(run_id, workspace=workspace).reject(run_id, note)
+def reject(run_id: str, note: str | None = None, *, workspace: WorkspaceArg = None, by: str | None = None,
+           registry_url: str | None = None) -> RunOutcome:
+    return runner_for_run(run_id, workspace=workspace, registry_url=registry_url).reject(run_id, note, by=by)
 
 
-def runner_for_run(run_id: str, *, workspace: str | os.PathLike[str] | Workspace | None = None,
-                   events: Events | None = None) -> Runner:
+def cancel(run_id: str, note: str | None = None, *, workspace: WorkspaceArg = None,
+           registry_url: str | None = None) -> RunOutcome:
+    """Stop a run for good (a live process stops before its next call)."""
+    return runner_for_run(run_id, workspace=workspace, registry_url=registry_url).cancel(run_id, note)
+
+
+def runner_for_run(run_id: str, *, workspace: WorkspaceArg = None, events: Events | None = None,
+                   registry_url: str | None = None) -> Runner:
     """A runner rebuilt from the config snapshot recorded with the run (no config file needed)."""
-    ws = workspace if isinstance(workspace, Workspace) else Workspace.resolve(workspace)
-    run = ws.registry().get_run(run_id)
-    if run is None:
-        raise InputError(f"no run {run_id!r} in the registry of {ws.root}", field="RUN")
+    ws = open_workspace(workspace, registry_url)
+    run = ws.existing_registry().find_run(run_id)
     snapshot = dict(run.config)
+    snapshot.pop("registry_url", None)  # recorded redacted; the workspace already chose the registry
     simulate = bool(snapshot.get("simulate"))
     cfg = load_config(snapshot)
     return Runner(ws, cfg, simulate=simulate, config_source=run.config_source, events=events)

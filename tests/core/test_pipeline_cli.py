@@ -113,7 +113,7 @@ def test_reject_ends_the_run(ws_path: Path, staged: Path) -> None:
     assert rej.code == 0
     assert rej.json()["runs"][0]["status"] == "rejected"
     again = run(ws_path, "approve", run_id)
-    assert again.code == 2 and "not waiting for approval" in again.stderr
+    assert again.code == 1 and "already rejected" in again.stderr  # a decision is final; nothing is called
 
 
 def test_budget_stops_before_the_call(ws_path: Path, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("image_gen.cli.run_cmd:run", "Run a pipeline config on one or more briefs."),
     "approve": ("image_gen.cli.run_cmd:approve", "Approve a gated stage and continue the run."),
     "reject": ("image_gen.cli.run_cmd:reject", "Reject a run waiting at a gate."),
+    "cancel": ("image_gen.cli.run_cmd:cancel", "Stop a run for good (a live process stops before its next call)."),
     "resume": ("image_gen.cli.run_cmd:resume", "Finish an interrupted run without repeating finished stages."),
     "runs": ("image_gen.cli.runs_cmd:runs", "List, show, search and compare recorded runs."),
     "models": ("image_gen.cli.models_cmd:models", "List the model catalog."),

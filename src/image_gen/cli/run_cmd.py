@@ -84,20 +84,21 @@ def run(config_path: str | None, prompts: tuple[str, ...], prompt_file: str | No
 
 
 def _one(action: str, run_id: str, note: str | None, workspace: str | None, as_json: bool,
-         out_dir: str | None = None) -> None:
+         out_dir: str | None = None, *, by: str | None = None, force: bool = False) -> None:
     from image_gen import api
     from image_gen.cli._render import progress_events
 
-    with progress_events(1, enabled=action != "reject") as events:
+    ws = api.open_workspace(workspace)
+    with progress_events(1, enabled=action not in ("reject", "cancel")) as events:
         if action == "approve":
-            outcome = api.approve(run_id, note, workspace=workspace, events=events)
+            outcome = api.approve(run_id, note, workspace=ws, events=events, by=by)
         elif action == "reject":
-            outcome = api.reject(run_id, note, workspace=workspace)
+            outcome = api.reject(run_id, note, workspace=ws, by=by)
+        elif action == "cancel":
+            outcome = api.cancel(run_id, note, workspace=ws)
         else:
-            outcome = api.resume(run_id, workspace=workspace, events=events)
-    from image_gen.workspace import Workspace
-
-    finish([outcome], as_json, out_dir, Workspace.resolve(workspace))
+            outcome = api.resume(run_id, workspace=ws, events=events, force=force)
+    finish([outcome], as_json, out_dir, ws)
 
 
 @click.command()
@@ -106,9 +107,20 @@ def _one(action: str, run_id: str, note: str | None, workspace: str | None, as_j
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Export the run's images here.")
 @workspace_option
 @json_option
-def approve(run_id: str, note: str | None, out_dir: str | None, workspace: str | None, as_json: bool) -> None:
-    """Approve the stage RUN waits at, and continue the run."""
-    _one("approve", run_id, note, workspace, as_json, out_dir)
+@click.option("--by", help="Who decides (recorded; default: $USER).")
+def approve(run_id: str, note: str | None, out_dir: str | None, workspace: str | None, as_json: bool,
+            by: str | None) -> None:
+    """Approve the stage RUN waits at, and continue the run (a second approval exits 1 and calls nothing)."""
+    _one("approve", run_id, note, workspace, as_json, out_dir, by=by or _user())
+
+
+def _user() -> str | None:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:
+        return None
 
 
 @click.command()
@@ -116,9 +128,20 @@ def approve(run_id: str, note: str | None, out_dir: str | None, workspace: str |
 @click.option("--note", required=True, help="Why the run is rejected (recorded).")
 @workspace_option
 @json_option
-def reject(run_id: str, note: str, workspace: str | None, as_json: bool) -> None:
+@click.option("--by", help="Who decides (recorded; default: $USER).")
+def reject(run_id: str, note: str, workspace: str | None, as_json: bool, by: str | None) -> None:
     """Reject a run waiting at a gate; it ends as rejected."""
-    _one("reject", run_id, note, workspace, as_json)
+    _one("reject", run_id, note, workspace, as_json, by=by or _user())
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--note", help="Why (recorded).")
+@workspace_option
+@json_option
+def cancel(run_id: str, note: str | None, workspace: str | None, as_json: bool) -> None:
+    """Stop a run for good; a process running it stops before its next call."""
+    _one("cancel", run_id, note, workspace, as_json)
 
 
 @click.command()
@@ -126,6 +149,7 @@ def reject(run_id: str, note: str, workspace: str | None, as_json: bool) -> None
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Export the run's images here.")
 @workspace_option
 @json_option
-def resume(run_id: str, out_dir: str | None, workspace: str | None, as_json: bool) -> None:
-    """Finish an interrupted run; stages that finished are not called again."""
-    _one("resume", run_id, None, workspace, as_json, out_dir)
+@click.option("--force", is_flag=True, help="Take over a run whose process still holds its lease.")
+def resume(run_id: str, out_dir: str | None, workspace: str | None, as_json: bool, force: bool) -> None:
+    """Finish an interrupted run; calls that finished are never sent again."""
+    _one("resume", run_id, None, workspace, as_json, out_dir, force=force)

@@ -66,7 +66,7 @@ class ArtifactStore:
         dest = self.path_for(sha)
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=".png")
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".tmp-{os.getpid()}-", suffix=".png")
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
@@ -77,6 +77,33 @@ class ArtifactStore:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         return sha, dest
+
+    def clean_temp(self, max_age_s: float = 3600.0) -> int:
+        """Remove temporary files left by writers that died (their process is gone, or they are old)."""
+        import time
+
+        removed = 0
+        if not self.root.is_dir():
+            return 0
+        now = time.time()
+        for tmp in self.root.glob("*/.tmp-*"):
+            parts = tmp.name.split("-")
+            pid = int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else None
+            try:
+                stale = now - tmp.stat().st_mtime > max_age_s
+                if pid is not None and pid != os.getpid():
+                    try:
+                        os.kill(pid, 0)
+                    except ProcessLookupError:
+                        stale = True
+                    except PermissionError:
+                        pass
+                if stale:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def put_image(self, image: Any, meta: dict[str, Any]) -> tuple[str, Path, bytes]:
         data = encode_with_metadata(image, meta)

@@ -23,7 +23,11 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     status: Mapped[str] = mapped_column(String(32), index=True)
-    """running | awaiting_approval | completed | failed | rejected | budget_stopped"""
+    """running | awaiting_approval | completed | failed | rejected | budget_stopped | interrupted | cancelled"""
+    error_kind: Mapped[str | None] = mapped_column(String(50))
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    """The process that runs it now (``host:pid:token``); ``resume`` never takes a run whose lease is live."""
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)
     pipeline_name: Mapped[str | None] = mapped_column(String(200))
     prompt: Mapped[str] = mapped_column(Text)
     negative_prompt: Mapped[str | None] = mapped_column(Text)
@@ -84,11 +88,17 @@ class Call(Base):
     """stage | reroll | escalation | tile | fallback"""
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16), index=True)
-    """sent | ok | failed"""
+    """sent | ok | failed | interrupted"""
+    request_digest: Mapped[str | None] = mapped_column(String(64), index=True)
+    """What was asked (model, operation, every parameter, input bytes, tile): an ``ok`` call with the same digest in
+    the same run is reused, never sent again."""
+    maybe_billed: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The request reached the vendor and the answer was lost: charged its expected cost."""
     error_kind: Mapped[str | None] = mapped_column(String(50))
     error: Mapped[str | None] = mapped_column(Text)
     expected_cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    """What the call counts against the caps: its expected cost while ``sent`` (reserved), then what it cost."""
     billed: Mapped[bool] = mapped_column(Boolean, default=False)
     latency_s: Mapped[float | None] = mapped_column(Float)
     vendor_request_id: Mapped[str | None] = mapped_column(String(200))
@@ -127,6 +137,7 @@ class Approval(Base):
     stage_name: Mapped[str] = mapped_column(String(100))
     decision: Mapped[str] = mapped_column(String(16))
     note: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
     decided_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -138,6 +149,13 @@ class CacheEntry(Base):
     seed: Mapped[int | None] = mapped_column(BigInteger)
     result: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class LedgerLock(Base):
+    """One row per lock name: PostgreSQL writers of the ledger take ``SELECT ... FOR UPDATE`` on it."""
+
+    __tablename__ = "ledger_locks"
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
 
 
 Index("ix_stage_runs_run_idx", StageRun.run_id, StageRun.idx)

@@ -1,80 +1,180 @@
 """The experiment registry: runs, stage runs, calls, artifacts, metrics, approvals and the cache, in SQL.
 
 SQLite (WAL) in the workspace by default; any SQLAlchemy URL (PostgreSQL) by ``registry_url``. The schema is
-brought to the latest Alembic revision when the registry is opened.
+brought to the latest Alembic revision when the registry is opened, under a lock (a file lock beside the SQLite
+file, an advisory lock on PostgreSQL), so processes starting together on a new workspace do not race.
+
+Writes go through ``session()``: on SQLite a ``BEGIN IMMEDIATE`` transaction (the write lock is taken first, so a
+read-then-write transaction never fails half-way); status changes are compare-and-set (``transition``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, inspect, or_, select, text
+from sqlalchemy import Engine, create_engine, event, inspect, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from image_gen.store.models import Approval, Artifact, Base, CacheEntry, Call, Metric, Run, StageRun, utcnow
+from image_gen.errors import InputError
+from image_gen.store.models import (
+    Approval,
+    Artifact,
+    Base,
+    CacheEntry,
+    Call,
+    LedgerLock,
+    Metric,
+    Run,
+    StageRun,
+    utcnow,
+)
 
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 MIGRATIONS = Path(__file__).with_name("migrations")
+MIN_PREFIX = 4
 
-__all__ = ["Approval", "Artifact", "Base", "CacheEntry", "Call", "Metric", "Registry", "Run", "StageRun"]
+__all__ = ["Approval", "Artifact", "Base", "CacheEntry", "Call", "LedgerLock", "Metric", "Registry", "Run",
+           "StageRun", "redact_url"]
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def redact_url(url: str) -> str:
+    """The URL with any password masked: what may be shown, logged or recorded."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # transactions are begun explicitly (see _sqlite_begin)
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the head revision (a no-op, without importing Alembic, when it is there already)."""
-    with engine.connect() as conn:
-        if inspect(conn).has_table("alembic_version"):
-            current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-            if current == HEAD_REVISION:
-                return
-    from alembic import command
-    from alembic.config import Config as AlembicConfig
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
 
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+
+@contextmanager
+def _migration_lock(engine: Engine, db_path: Path | None) -> Iterator[None]:
+    """Only one process migrates at a time; the others wait, then find the schema in place."""
+    if db_path is not None:
+        import fcntl
+
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(db_path.with_name(db_path.name + ".lock"), "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(727274001)"))
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(727274001)"))
+                conn.commit()
+        return
+    yield
+
+
+def _current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def migrate(engine: Engine, db_path: Path | None = None) -> None:
+    """Bring the schema to the head revision (a no-op, without importing Alembic, when it is there already)."""
+    if _current_revision(engine) == HEAD_REVISION:
+        return
+    with _migration_lock(engine, db_path):
+        if _current_revision(engine) == HEAD_REVISION:
+            return
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
 
 
 class Registry:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, source: str | None = None) -> None:
+        """Open (and migrate) the registry at ``url``; bad input naming ``registry_url`` if it cannot be used."""
         self.url = url
+        where = source or "registry_url"
         kwargs: dict[str, Any] = {}
-        if url.startswith("sqlite"):
+        sqlite = url.startswith("sqlite")
+        if sqlite:
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-        self.engine = create_engine(url, **kwargs)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        migrate(self.engine)
+        else:
+            kwargs["pool_pre_ping"] = True
+        try:
+            self.engine = create_engine(url, **kwargs)
+        except Exception as exc:
+            raise InputError(f"not a usable database URL {redact_url(url)!r} ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''})", field=where) from None
+        self.db_path: Path | None = None
+        if sqlite:
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
+            database = self.engine.url.database
+            if database and database != ":memory:":
+                self.db_path = Path(database)
+        try:
+            migrate(self.engine, self.db_path)
+        except Exception as exc:
+            self.engine.dispose()
+            first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+            raise InputError(f"cannot open the registry at {redact_url(url)}: {first[:300]}", field=where) from None
+        self._writer = self.engine.execution_options(write=True)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(self._writer, expire_on_commit=False)
 
     @classmethod
     def for_path(cls, path: Path) -> Registry:
         path.parent.mkdir(parents=True, exist_ok=True)
         return cls(f"sqlite:///{path}")
 
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
     def close(self) -> None:
         self.engine.dispose()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions() as s, s.begin():
+        """A write transaction (SQLite: ``BEGIN IMMEDIATE``), committed when the block ends."""
+        with self._write_sessions() as s, s.begin():
             yield s
 
-    # -- runs ---------------------------------------------------------------------------------------------------
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        with self._sessions() as s:
+            yield s
+
+    # -- rows -------------------------------------------------------------------------------------------------
     def add(self, obj: Any) -> Any:
         with self.session() as s:
             s.add(obj)
@@ -90,14 +190,42 @@ class Registry:
             for k, v in values.items():
                 setattr(obj, k, v)
 
+    def transition(self, run_id: str, expected: Sequence[str], status: str, *, owner: str | None = None,
+                   **values: Any) -> bool:
+        """Compare-and-set: move the run to ``status`` only if its status is one of ``expected`` (and, with
+        ``owner``, only while that owner holds its lease). True when this call made the change."""
+        with self.session() as s:
+            q = update(Run).where(Run.id == run_id, Run.status.in_(list(expected)))
+            if owner is not None:
+                q = q.where(Run.lease_owner == owner)
+            res = s.execute(q.values(status=status, updated_at=utcnow(), **values))
+            return bool(getattr(res, "rowcount", 0) == 1)
+
     def get_run(self, run_id: str) -> Run | None:
+        """The run with exactly this id."""
         with self._sessions() as s:
-            run = s.get(Run, run_id)
-            if run is None:
-                # allow unique prefixes, as with git hashes
-                rows = s.scalars(select(Run).where(Run.id.like(f"{run_id}%")).limit(2)).all()
-                run = rows[0] if len(rows) == 1 else None
+            return s.get(Run, run_id)
+
+    def find_run(self, ref: str) -> Run:
+        """The run named by its id or a unique prefix of at least four characters; bad input otherwise."""
+        ref = ref.strip()
+        run = self.get_run(ref) if ref else None
+        if run is not None:
             return run
+        if len(ref) < MIN_PREFIX or not re.fullmatch(r"[0-9A-Za-z_-]+", ref):
+            raise InputError(f"no run {ref!r} (give a run id or a unique prefix of at least {MIN_PREFIX} "
+                             "characters)", field="RUN")
+        with self._sessions() as s:
+            # a prefix match with no pattern characters: substr, not LIKE
+            rows = list(s.scalars(select(Run.id).where(Run.id.startswith(ref, autoescape=True)).limit(11)))
+        if not rows:
+            raise InputError(f"no run {ref!r} in this registry", field="RUN")
+        if len(rows) > 1:
+            shown = ", ".join(rows[:10]) + (", ..." if len(rows) > 10 else "")
+            raise InputError(f"{ref!r} matches several runs: {shown}; give more characters", field="RUN")
+        found = self.get_run(rows[0])
+        assert found is not None
+        return found
 
     def stage_runs(self, run_id: str) -> list[StageRun]:
         with self._sessions() as s:
@@ -112,6 +240,12 @@ class Registry:
             if stage_run_id is not None:
                 q = q.where(Call.stage_run_id == stage_run_id)
             return list(s.scalars(q))
+
+    def ok_call(self, run_id: str, digest: str) -> Call | None:
+        """A finished call of this run that asked exactly this (call-level resume)."""
+        with self._sessions() as s:
+            return s.scalars(select(Call).where(Call.run_id == run_id, Call.request_digest == digest,
+                                                Call.state == "ok").order_by(Call.id).limit(1)).first()
 
     def approvals(self, run_id: str) -> list[Approval]:
         with self._sessions() as s:
@@ -128,7 +262,8 @@ class Registry:
             if search:
                 terms = [t for t in search.split() if t]
                 for t in terms:
-                    q = q.where(or_(Run.prompt.ilike(f"%{t}%"), Run.pipeline_name.ilike(f"%{t}%")))
+                    q = q.where(or_(Run.prompt.icontains(t, autoescape=True),
+                                    Run.pipeline_name.icontains(t, autoescape=True)))
             if status:
                 q = q.where(Run.status == status)
             if ids:
@@ -139,36 +274,41 @@ class Registry:
         with self._sessions() as s:
             return s.get(Artifact, sha)
 
-    # -- cache and budget ---------------------------------------------------------------------------------------
+    def add_artifact(self, artifact: Artifact) -> None:
+        """Record an artifact; the first writer of a sha wins, others change nothing."""
+        self._insert_ignore(Artifact, artifact, "sha256")
+
+    # -- cache --------------------------------------------------------------------------------------------------
     def cache_get(self, key: str) -> CacheEntry | None:
         with self._sessions() as s:
             return s.get(CacheEntry, key)
 
     def cache_put(self, entry: CacheEntry) -> None:
-        from sqlalchemy.exc import IntegrityError
+        """Insert the entry unless one with its key exists: the first writer really wins."""
+        self._insert_ignore(CacheEntry, entry, "key")
 
-        try:
-            with self.session() as s:
-                s.merge(entry)
-        except IntegrityError:  # the same stage finished at the same time in another run: first writer wins
-            pass
+    def _insert_ignore(self, model: type[Any], obj: Any, key: str) -> None:
+        values = {c.key: getattr(obj, c.key) for c in model.__table__.columns
+                  if getattr(obj, c.key, None) is not None}
+        for c in model.__table__.columns:  # python-side defaults (created_at) that an ORM add would fill
+            if c.key not in values and c.default is not None and callable(getattr(c.default, "arg", None)):
+                values[c.key] = c.default.arg(None)
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-    def spent_today(self) -> float:
-        start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
-        with self._sessions() as s:
-            total = s.scalar(select(func.coalesce(func.sum(Call.cost_usd), 0.0)).where(Call.created_at >= start))
-            # a call in flight may be billed: count what it is expected to cost
-            pending = s.scalar(
-                select(func.coalesce(func.sum(Call.expected_cost_usd), 0.0)).where(
-                    Call.created_at >= start, Call.state == "sent"
-                )
-            )
-        return float(total or 0.0) + float(pending or 0.0)
+            stmt: Any = pg_insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
+        elif self.dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    def spent_on_run(self, run_id: str) -> float:
-        with self._sessions() as s:
-            total = s.scalar(select(func.coalesce(func.sum(Call.cost_usd), 0.0)).where(Call.run_id == run_id))
-        return float(total or 0.0)
+            stmt = sqlite_insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
+        else:  # pragma: no cover - other databases: best effort
+            from sqlalchemy.exc import IntegrityError
+
+            with contextlib.suppress(IntegrityError), self.session() as s:
+                s.add(obj)
+            return
+        with self.session() as s:
+            s.execute(stmt)
 
     def stamp(self) -> datetime:
         return utcnow()

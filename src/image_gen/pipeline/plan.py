@@ -1,0 +1,161 @@
+"""Stage plans: every model a stage may call, routed once, before anything is written or paid.
+
+A stage can call more than its own model: an escalation model when QA re-rolls are spent, a lighter fallback on
+out of memory, the native upscaler of whichever model made its image, or that model again for tiled upscaling.
+``Planner.plan`` resolves each (aliases, ``largest-available``, retired models, ``--simulate`` twins,
+``provider = "local"``) into a ``Route``, and ``Planner.check`` verifies them all (provider configured, key
+present, capability) so a run never fails for want of a key after its first paid call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from image_gen.catalog import LOCAL_PREFIX, Catalog, ModelEntry
+from image_gen.config import LARGEST, Config, StageSettings
+from image_gen.errors import InputError, WorkFailed
+from image_gen.providers.base import NotConfigured, Provider, ProviderError
+
+
+@dataclass(frozen=True)
+class Route:
+    """A model and the provider that serves it in this run."""
+
+    entry: ModelEntry
+    provider: str
+
+
+@dataclass
+class StagePlan:
+    idx: int
+    name: str
+    settings: StageSettings
+    entry: ModelEntry
+    requested: str
+    provider: str
+    substitution: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    routes: dict[str, Route] = field(default_factory=dict)
+    """``stage``, ``escalation``, ``fallback``, and per model that may make the image ``upscaler:<id>`` (its
+    native upscaler) or ``tile:<id>`` (tiled image-to-image through it)."""
+
+    @property
+    def route(self) -> Route:
+        return self.routes["stage"]
+
+    def upscale_route(self, model_id: str) -> tuple[str, Route] | None:
+        """How an image made by ``model_id`` is upscaled: ("native", upscaler) or ("tiled", model), or None."""
+        if f"upscaler:{model_id}" in self.routes:
+            return "native", self.routes[f"upscaler:{model_id}"]
+        if f"tile:{model_id}" in self.routes:
+            return "tiled", self.routes[f"tile:{model_id}"]
+        return None
+
+
+class Planner:
+    def __init__(self, config: Config, catalog: Catalog, simulate: bool,
+                 provider: Callable[[str], Provider], configured: Callable[[], list[str]]) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.simulate = simulate
+        self.provider = provider
+        self.configured = configured
+
+    def _resolve(self, name: str, what: str) -> ModelEntry:
+        try:
+            return self.catalog.resolve(name)
+        except KeyError as exc:
+            raise InputError(str(exc).strip("'\""), field=what) from None
+
+    def routed(self, entry: ModelEntry, provider: str | None = None) -> Route:
+        """``entry`` served by ``provider`` (default: the catalog's): a catalog model sent to the local engine
+        carries its weights as its vendor model; under ``--simulate`` every model runs on its simulated twin."""
+        provider = provider or entry.provider
+        if provider == "local" and not entry.id.startswith(LOCAL_PREFIX) and entry.provider != "local":
+            target = self.config.providers.get("local")
+            models = (target.options.get("models", {}) if target else {}) or {}
+            vendor = models.get(entry.id) or entry.local_repo or entry.vendor_model
+            entry = entry.model_copy(update={"provider": "local", "vendor_model": vendor})
+        if self.simulate:
+            return Route(self.catalog.simulated(entry), "sim")
+        return Route(entry, provider)
+
+    def plan(self) -> list[StagePlan]:
+        """Resolve every stage's models before anything is written: bad input fails here, changing nothing."""
+        plans: list[StagePlan] = []
+        for idx, (name, st) in enumerate(self.config.stage_specs()):
+            requested = st.model or LARGEST
+            warnings: list[str] = []
+            substitution = None
+            if requested == LARGEST:
+                avail = ["sim"] if self.simulate else self.configured()
+                entry = self.catalog.largest_available(avail)
+            else:
+                entry = self._resolve(requested, f"stage.{name}.model")
+            on_retired = st.on_retired or self.config.on_retired
+            if entry.retired:
+                successor = entry.successor or "(none named)"
+                if on_retired == "successor" and entry.successor:
+                    substitution = f"{entry.id} retired on {entry.retired_on}; ran successor {successor}"
+                    entry = self.catalog.resolve(entry.successor)
+                    warnings.append(substitution)
+                elif self.simulate:
+                    warnings.append(
+                        f"stage {name}: {entry.id} was retired on {entry.retired_on}; simulating it anyway, but a "
+                        f"real run would fail (successor: {successor}; set on_retired = \"successor\")"
+                    )
+                else:
+                    raise WorkFailed(
+                        f"stage {name}: model {entry.id} was retired on {entry.retired_on}; use its successor "
+                        f"{successor} (or set on_retired = \"successor\")"
+                    )
+            stage = self.routed(entry, st.provider)
+            plan = StagePlan(idx, name, st, stage.entry, requested, stage.provider, substitution, warnings)
+            plan.routes["stage"] = stage
+            makers = [(entry, st.provider)]
+            if st.escalate_to:
+                esc = self._resolve(st.escalate_to, f"stage.{name}.escalate_to")
+                plan.routes["escalation"] = self.routed(esc)
+                makers.append((esc, None))
+            if st.fallback_model:
+                fb = self._resolve(st.fallback_model, f"stage.{name}.fallback_model")
+                plan.routes["fallback"] = self.routed(fb, st.provider if fb.provider == "local" else None)
+                makers.append((fb, st.provider if fb.provider == "local" else None))
+            for maker, prov in makers:
+                self._upscale_routes(plan, maker, prov)
+            if st.upscale and plan.upscale_route(plan.entry.id) is None:
+                raise InputError(f"{entry.id} has neither a native upscaler nor image-to-image to upscale with",
+                                 field=f"stage.{name}.upscale")
+            plans.append(plan)
+        return plans
+
+    def _upscale_routes(self, plan: StagePlan, maker: ModelEntry, provider: str | None) -> None:
+        made_by = self.routed(maker, provider)
+        key = made_by.entry.id
+        tiles = plan.settings.tile_size is not None
+        # a model sent to the local engine has no vendor upscaler there: it upscales through itself, in tiles
+        if maker.native_upscaler and not tiles and made_by.provider != "local":
+            up = self._resolve(maker.native_upscaler, f"stage.{plan.name}.upscale")
+            plan.routes[f"upscaler:{key}"] = self.routed(up)
+        elif made_by.entry.can("img2img"):
+            plan.routes[f"tile:{key}"] = made_by
+
+    def check(self, plans: list[StagePlan]) -> None:
+        """Every provider any stage may call is configured (key present) before the first paid call."""
+        seen: set[str] = set()
+        for p in plans:
+            for purpose, route in p.routes.items():
+                if route.provider in seen:
+                    continue
+                try:
+                    ok = self.provider(route.provider).is_configured()
+                except ProviderError:
+                    ok = False
+                if not ok:
+                    what = "" if purpose == "stage" else f" ({purpose.split(':')[0]})"
+                    raise NotConfigured(
+                        f"stage {p.name}{what}: provider {route.provider!r} for {route.entry.id} is not configured "
+                        f"(set its API key in the environment, or run with --simulate)"
+                    )
+                seen.add(route.provider)
