@@ -39,6 +39,8 @@ class StagePlan:
     routes: dict[str, Route] = field(default_factory=dict)
     """``stage``, ``escalation``, ``fallback``, and per model that may make the image ``upscaler:<id>`` (its
     native upscaler) or ``tile:<id>`` (tiled image-to-image through it)."""
+    optional: set[str] = field(default_factory=set)
+    """Routes used only if a model returns an image well below the asked size: not required up front."""
 
     @property
     def route(self) -> Route:
@@ -122,31 +124,40 @@ class Planner:
                 fb = self._resolve(st.fallback_model, f"stage.{name}.fallback_model")
                 plan.routes["fallback"] = self.routed(fb, st.provider if fb.provider == "local" else None)
                 makers.append((fb, st.provider if fb.provider == "local" else None))
+            needs_upscale = bool(st.upscale) or bool(
+                st.width and st.height and st.width * st.height >= 2e6 * min(m.native_megapixels for m, _ in makers))
             for maker, prov in makers:
-                self._upscale_routes(plan, maker, prov)
+                self._upscale_routes(plan, maker, prov, required=needs_upscale)
             if st.upscale and plan.upscale_route(plan.entry.id) is None:
                 raise InputError(f"{entry.id} has neither a native upscaler nor image-to-image to upscale with",
                                  field=f"stage.{name}.upscale")
             plans.append(plan)
         return plans
 
-    def _upscale_routes(self, plan: StagePlan, maker: ModelEntry, provider: str | None) -> None:
+    def _upscale_routes(self, plan: StagePlan, maker: ModelEntry, provider: str | None, *, required: bool) -> None:
         made_by = self.routed(maker, provider)
         key = made_by.entry.id
         tiles = plan.settings.tile_size is not None
         # a model sent to the local engine has no vendor upscaler there: it upscales through itself, in tiles
         if maker.native_upscaler and not tiles and made_by.provider != "local":
             up = self._resolve(maker.native_upscaler, f"stage.{plan.name}.upscale")
-            plan.routes[f"upscaler:{key}"] = self.routed(up)
+            # a simulated model's upscaler is simulated too
+            route = Route(self.catalog.simulated(up), "sim") if made_by.provider == "sim" else self.routed(up)
+            name = f"upscaler:{key}"
         elif made_by.entry.can("img2img"):
-            plan.routes[f"tile:{key}"] = made_by
+            route, name = made_by, f"tile:{key}"
+        else:
+            return
+        plan.routes[name] = route
+        if not required:
+            plan.optional.add(name)
 
     def check(self, plans: list[StagePlan]) -> None:
         """Every provider any stage may call is configured (key present) before the first paid call."""
         seen: set[str] = set()
         for p in plans:
             for purpose, route in p.routes.items():
-                if route.provider in seen:
+                if route.provider in seen or purpose in p.optional:
                     continue
                 try:
                     ok = self.provider(route.provider).is_configured()
