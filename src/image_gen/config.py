@@ -115,7 +115,19 @@ class PipelineSettings(StageSettings):
 
 class BudgetSettings(_Strict):
     per_run_usd: float | None = Field(default=None, ge=0, description="Cap on one run's spend")
-    per_day_usd: float | None = Field(default=None, ge=0, description="Cap on the workspace's spend per UTC day")
+    per_day_usd: float | None = Field(default=None, ge=0, description="Cap on the workspace's spend per day")
+    timezone: str = Field(default="UTC", description="IANA time zone whose midnight starts the budget's day")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"expected an IANA time zone such as UTC or Europe/Berlin, got {v!r}") from None
+        return v
 
 
 class ProviderConfig(_Strict):
