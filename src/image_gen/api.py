@@ -36,12 +36,20 @@ __all__ = [
     "generate",
     "generate_pipeline",
     "load_config",
+    "provider_status",
     "read_prompt_file",
     "reject",
     "resume",
     "run_pipeline",
     "upscale_image",
 ]
+
+
+def provider_status() -> list[dict[str, Any]]:
+    """One row per installed provider: configured or not, which variable holds its key, its base URL."""
+    from image_gen.providers.status import provider_status as status
+
+    return status()
 
 
 def _env_simulate() -> bool | None:

@@ -1,0 +1,59 @@
+"""Which providers are installed and configured here (from the environment and the keys file). Never a key:
+only the names of the variables that hold keys, and base URLs stripped of user info and queries."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+# Where each built-in provider looks; only the variable NAMES are ever printed.
+KEY_VARS: dict[str, tuple[str, ...]] = {
+    "ideogram": ("IDEOGRAM_API_KEY",),
+    "google": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    "stability": ("STABILITY_API_KEY",),
+}
+BASE_URL_VARS: dict[str, str] = {
+    "ideogram": "IDEOGRAM_BASE_URL",
+    "google": "GOOGLE_GEMINI_BASE_URL",
+    "stability": "STABILITY_BASE_URL",
+}
+
+
+def provider_status() -> list[dict[str, Any]]:
+    """One row per installed provider: configured or not, which variable holds the key, base URL."""
+    from image_gen.providers import available_providers, load_provider_class
+    from image_gen.providers.base import ProviderError, ProviderSettings
+
+    rows: list[dict[str, Any]] = []
+    for name in available_providers():
+        row: dict[str, Any] = {
+            "name": name,
+            "configured": False,
+            "key_from": None,
+            "key_vars": None,
+            "base_url": None,
+            "error": None,
+        }
+        try:
+            provider = load_provider_class(name)(ProviderSettings())
+            row["configured"] = bool(provider.is_configured())
+        except (ImportError, ProviderError, OSError, ValueError) as exc:
+            row["error"] = f"{type(exc).__name__}: {exc}"
+        if name in KEY_VARS:
+            row["key_vars"] = list(KEY_VARS[name])
+            row["key_from"] = next((v for v in KEY_VARS[name] if os.environ.get(v)), None)
+            row["base_url"] = _public_url(os.environ.get(BASE_URL_VARS[name]))
+        rows.append(row)
+    return rows
+
+
+def _public_url(url: str | None) -> str | None:
+    """A base URL without user info or query (where a careless setup might have put a key)."""
+    if not url:
+        return None
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
