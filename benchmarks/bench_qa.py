@@ -31,7 +31,7 @@ def main() -> None:
     args = p.parse_args()
 
     from image_gen.qa import evaluate
-    from image_gen.qa.calibrate import blur, make_label, render
+    from tools.calibrate_qa import blur, make_label, render
     from image_gen.qa.ocr import get_engine
     from image_gen.qa.sharpness import measure
     from image_gen.qa.text import read_for_qa

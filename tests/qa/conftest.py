@@ -16,7 +16,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def render():
     """render(texts, size=(640, 640), seed=0) -> a sharp product shot whose label carries ``texts``."""
-    from image_gen.qa.calibrate import render as _render
+    from tools.calibrate_qa import render as _render
 
     def make(texts: list[str], size: tuple[int, int] = (640, 640), seed: int = 0):
         rng = random.Random(seed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from image_gen.qa.calibrate import assess, calibrate, features, generate_set
+from tools.calibrate_qa import assess, calibrate, features, generate_set
 from image_gen.qa.thresholds import load_thresholds
 
 pytestmark = pytest.mark.heavy

@@ -10,7 +10,7 @@ from PIL import Image
 
 from image_gen.config import QASettings
 from image_gen.qa import Verdict, evaluate
-from image_gen.qa.calibrate import blur
+from tools.calibrate_qa import blur
 
 
 def test_importing_qa_is_cheap():

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from image_gen.qa.calibrate import blur
+from tools.calibrate_qa import blur
 from tests.core.helpers import run_captured
 
 

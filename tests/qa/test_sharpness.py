@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from image_gen.qa.calibrate import blur
+from tools.calibrate_qa import blur
 from image_gen.qa.sharpness import laplacian_variance, measure, soft_reasons
 from image_gen.qa.thresholds import load_thresholds
 

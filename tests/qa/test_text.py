@@ -6,7 +6,7 @@ import pytest
 from rapidfuzz.distance import Levenshtein
 
 from image_gen.qa import expected_texts
-from image_gen.qa.calibrate import break_text
+from tools.calibrate_qa import break_text
 from image_gen.qa.ocr import OcrLine, parse_tesseract_tsv
 from image_gen.qa.text import best_match, describe_failures, normalise, score_text
 
