@@ -313,6 +313,30 @@ def _aspect(rng: random.Random, short: int) -> tuple[int, int]:
     return short, round(short * b / a / 16) * 16
 
 
+def _text_render(i: int, rng: random.Random, sizes: Sequence[int]) -> LabelledImage:
+    """The ``i``-th sharp render with label text: odd ones broken, cycling through ``ERROR_KINDS`` in pairs."""
+    w, h = _aspect(rng, rng.choice(list(sizes)))
+    texts = make_label(rng)
+    broken = i % 2 == 1
+    kind = ERROR_KINDS[(i // 4) % len(ERROR_KINDS)] if broken else "correct"
+    if kind == "missing" and len(texts) == 1 and rng.random() < 0.5:
+        texts = texts + [" ".join(w for w in rng.sample(WORDS, 4) if w not in texts[0].split())]
+    drawn = break_text(texts, kind, rng) if broken else texts
+    if not broken and rng.random() < 0.2:
+        drawn = split_line(texts, rng)
+    corner = rng.choice(CORNER_TEXTS) if rng.random() < 1 / 3 else None
+    img = render(w, h, drawn, rng, corner=corner)
+    meta = {"drawn": drawn, "size": [w, h], **({"corner": corner} if corner else {})}
+    return LabelledImage(img, False, texts, broken, f"text-{kind}", meta)
+
+
+def text_set(n: int, seed: int, sizes: Sequence[int] = (512, 576, 640)) -> list[LabelledImage]:
+    """Only sharp renders with label text, half correct and half broken (every error kind): the "typography
+    broken" verdict's own test set."""
+    rng = random.Random(seed)
+    return [_text_render(i, rng, sizes) for i in range(n)]
+
+
 def generate_set(
     n_text: int = 160,
     n_extra: int = 60,
@@ -334,19 +358,9 @@ def generate_set(
     rng = random.Random(seed)
     items: list[LabelledImage] = []
     for i in range(n_text):
-        w, h = _aspect(rng, rng.choice(list(text_sizes)))
-        texts = make_label(rng)
-        broken = i % 2 == 1
-        kind = ERROR_KINDS[(i // 4) % len(ERROR_KINDS)] if broken else "correct"
-        if kind == "missing" and len(texts) == 1 and rng.random() < 0.5:
-            texts = texts + [" ".join(w for w in rng.sample(WORDS, 4) if w not in texts[0].split())]
-        drawn = break_text(texts, kind, rng) if broken else texts
-        if not broken and rng.random() < 0.2:
-            drawn = split_line(texts, rng)
-        corner = rng.choice(CORNER_TEXTS) if rng.random() < 1 / 3 else None
-        img = render(w, h, drawn, rng, corner=corner)
-        meta = {"drawn": drawn, "size": [w, h], **({"corner": corner} if corner else {})}
-        items.append(LabelledImage(img, False, texts, broken, f"text-{kind}", meta))
+        item = _text_render(i, rng, text_sizes)
+        items.append(item)
+        img, texts, (w, h) = item.image, item.expected, item.image.size
         sigma = rng.uniform(*SOFT_SIGMA_RANGE)
         items.append(
             LabelledImage(

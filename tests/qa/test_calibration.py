@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tools.calibrate_qa import assess, calibrate, features, generate_set
 from image_gen.qa.thresholds import load_thresholds
+from tools.calibrate_qa import assess, calibrate, features, generate_set
 
 pytestmark = pytest.mark.heavy
 
