@@ -535,17 +535,25 @@ def text_broken(f: Features, text_th: dict[str, Any]) -> bool:
 def fit_text(sims: Sequence[float], precs: Sequence[float], broken: Sequence[bool]) -> dict[str, float]:
     """Minimum similarity and minimum precision: a label is broken when either is below its threshold.
 
-    Searched jointly over the candidate cuts of both; of equally good pairs the middle one (similarity first).
+    Searched jointly over the candidate cuts of both. Of equally good thresholds each is placed in the middle of
+    its range (similarity first, then precision given it): the widest margin on both sides.
     """
-    scored = []
-    for ts in _cuts(sims):
-        for tp in _cuts(precs):
-            pred = (s < ts or p < tp for s, p in zip(sims, precs, strict=True))
-            scored.append((_objective(confusion(pred, broken)), ts, tp))
+
+    def objective(ts: float, tp: float) -> tuple[float, float]:
+        return _objective(confusion((s < ts or p < tp for s, p in zip(sims, precs, strict=True)), broken))
+
+    sim_cuts, prec_cuts = _cuts(sims), _cuts(precs)
+    scored = [(objective(ts, tp), ts, tp) for ts in sim_cuts for tp in prec_cuts]
     top = max(o for o, _, _ in scored)
     best = [(ts, tp) for o, ts, tp in scored if o == top]
-    t_sim = _middle(sorted({ts for ts, _ in best}))
-    t_prec = _middle(sorted(tp for ts, tp in best if ts == t_sim))
+    t_sim = (min(ts for ts, _ in best) + max(ts for ts, _ in best)) / 2
+    good_tp = [tp for tp in prec_cuts if objective(t_sim, tp) == top]
+    if not good_tp:  # the middle of the range is not optimal (the best pairs are not contiguous)
+        t_sim = _middle(sorted({ts for ts, _ in best}))
+        good_tp = [tp for ts, tp in best if ts == t_sim]
+    t_prec = (min(good_tp) + max(good_tp)) / 2
+    if objective(t_sim, t_prec) != top:
+        t_prec = _middle(sorted(good_tp))
     return {"min_similarity": float(t_sim), "min_precision": float(t_prec)}
 
 
