@@ -12,7 +12,11 @@ import argparse
 import os
 import random
 import statistics
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/ (the synthetic renders) from the checkout
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -31,10 +35,10 @@ def main() -> None:
     args = p.parse_args()
 
     from image_gen.qa import evaluate
-    from image_gen.qa.calibrate import blur, make_label, render
     from image_gen.qa.ocr import get_engine
     from image_gen.qa.sharpness import measure
     from image_gen.qa.text import read_for_qa
+    from tools.calibrate_qa import blur, make_label, render
 
     rng = random.Random(0)
     images = []

@@ -10,7 +10,7 @@ from PIL import Image
 
 from image_gen.config import QASettings
 from image_gen.qa import Verdict, evaluate
-from image_gen.qa.calibrate import blur
+from tools.calibrate_qa import blur
 
 
 def test_importing_qa_is_cheap():
@@ -99,3 +99,39 @@ def test_text_threshold_from_settings_or_calibration(render, min_sim, passes):
     img = render(["MAPLE CREST"], seed=16)
     v = evaluate(img, prompt='"MAPLE CRESTS"', settings=QASettings(text_min_similarity=min_sim))
     assert v.passed is passes
+
+
+def test_extra_word_or_glyph_at_the_label_fails_with_what_was_read(render):
+    for drawn in (["STRIDE ONE E"], ["STRIDE ONE", "FRESH"]):
+        v = evaluate(render(drawn, seed=17), prompt='a shoe box labelled "STRIDE ONE"')
+        assert not v.passed and v.failed_checks == ["text"], (drawn, v.reasons)
+        (reason,) = v.reasons
+        assert reason.startswith('extra text at label "STRIDE ONE": read "') and "precision" in reason
+        assert v.scores["text_similarity_min"] == 1.0
+        assert v.scores["text_precision"] < v.details["text"]["min_precision"]
+
+
+def test_split_label_and_far_corner_text_pass(render):
+    for drawn, corner in ((["STRIDE", "ONE"], None), (["STRIDE ONE"], "SIMULATED"), (["STRIDE ONE"], "Since 1921")):
+        img = render(drawn, seed=18, corner=corner)
+        v = evaluate(img, prompt='a shoe box labelled "STRIDE ONE"')
+        assert v.passed, (drawn, corner, v.reasons, v.details["text"]["read_text"])
+        assert v.scores["text_precision"] == 1.0
+        if corner:  # the corner text was read, and left out of the label's text
+            assert corner.split()[0].casefold() in v.details["text"]["read_text"].casefold()
+            assert corner.split()[0].casefold() not in v.details["text"]["near_text"].casefold()
+
+
+def test_expected_text_source_is_recorded(render):
+    img = render(["AQUA PURE"], seed=11)
+    v = evaluate(img, prompt='label "AQUA PURE"')
+    assert v.details["expected"]["source"] == "prompt"
+    v = evaluate(img, prompt="", expect_text=["AQUA PURE"])
+    assert v.details["expected"]["source"] == "expect_text"
+    img.info["image-gen"] = json.dumps({"prompt": 'label "AQUA PURE"'})
+    v = evaluate(img)
+    assert v.details["expected"] == {
+        "texts": ["AQUA PURE"], "source": "embedded_prompt", "prompt": 'label "AQUA PURE"', "chunk": "image-gen",
+        "summary": 'expected text "AQUA PURE" from the prompt embedded in the image (image-gen chunk)',
+    }
+    assert v.passed

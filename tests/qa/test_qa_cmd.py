@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from image_gen.qa.calibrate import blur
 from tests.core.helpers import run_captured
+from tools.calibrate_qa import blur
 
 
 @pytest.fixture
@@ -64,3 +64,75 @@ def test_bad_image_exits_2_naming_the_file(files, tmp_path, capsys, kind):
 def test_bad_size_option_exits_2(files, capsys):
     code, _, err = run_captured(["qa", str(files["good"]), "--size", "big"], capsys)
     assert code == 2 and "--size" in err
+
+
+def _save(img, path: Path, meta: dict | None = None, parameters: str | None = None) -> Path:
+    from PIL.PngImagePlugin import PngInfo
+
+    from image_gen.store.artifacts import encode_with_metadata
+
+    if meta is not None:
+        path.write_bytes(encode_with_metadata(img, meta))
+    else:
+        info = PngInfo()
+        if parameters is not None:
+            info.add_text("parameters", parameters)
+        img.save(path, pnginfo=info)
+    return path
+
+
+def test_extra_text_at_the_label_fails_the_issue_case(tmp_path, render, capsys):
+    path = _save(render(["STRIDE ONE E"], seed=31), tmp_path / "extra.png")
+    code, out, _ = run_captured(["qa", str(path), "--expect-text", "STRIDE ONE"], capsys)
+    assert code == 1, out
+    lines = out.splitlines()
+    assert lines[0].startswith(f"FAIL {path}") and "text similarity 1.00" in lines[0]
+    prefix = '  - extra text at label "STRIDE ONE": read "'
+    assert lines[1].startswith(prefix) and "(precision 0." in lines[1] and "similarity 1.00)" in lines[1]
+    read = lines[1][len(prefix) :].split('" there')[0]
+    assert read.replace(" ", "").upper() == "STRIDEONEE"  # OCR may or may not keep the spaces
+    assert lines[2] == '  expected text "STRIDE ONE" given'
+
+
+@pytest.mark.parametrize("chunk", ["image-gen", "parameters"])
+def test_without_expect_text_the_embedded_prompt_is_used_and_named(tmp_path, render, capsys, chunk):
+    prompt = "a bottle labelled “AQUA PURE”, don't crop"
+    good, typo = render(["AQUA PURE"], seed=21), render(["AQUA PUE"], seed=22)
+    if chunk == "image-gen":
+        meta = {"prompt": prompt, "seed": 1, "model": "sim:ideogram-v2a", "simulated": True}
+        files = [_save(good, tmp_path / "good.png", meta), _save(typo, tmp_path / "typo.png", meta)]
+    else:  # another tool's PNG: only the A1111 parameters chunk
+        params = f"{prompt}\nSteps: 20, Seed: 1"
+        files = [_save(good, tmp_path / "good.png", parameters=params),
+                 _save(typo, tmp_path / "typo.png", parameters=params)]
+    code, out, _ = run_captured(["qa", *map(str, files), "--json"], capsys)
+    assert code == 1
+    good_v, typo_v = json.loads(out)
+    assert good_v["passed"] is True and typo_v["passed"] is False
+    for v in (good_v, typo_v):
+        expected = v["details"]["expected"]
+        assert expected["source"] == "embedded_prompt" and expected["chunk"] == chunk
+        assert expected["texts"] == ["AQUA PURE"] and expected["prompt"] == prompt
+    code, out, _ = run_captured(["qa", str(files[0])], capsys)
+    assert code == 0
+    assert f'  expected text "AQUA PURE" from the prompt embedded in the image ({chunk} chunk)' in out.splitlines()
+
+
+def test_with_no_expected_text_anywhere_the_skip_is_said(tmp_path, render, capsys):
+    path = _save(render(["AQUA PURE"], seed=21), tmp_path / "plain.png")
+    code, out, _ = run_captured(["qa", str(path), "--json"], capsys)
+    assert code == 0
+    (v,) = json.loads(out)
+    assert "text" not in v["details"] and "text_similarity_min" not in v["scores"]
+    assert v["details"]["expected"]["source"] == "none"
+    assert "no embedded prompt" in v["details"]["expected"]["skipped"]
+    code, out, _ = run_captured(["qa", str(path), "--prompt", "a plain bottle"], capsys)
+    assert code == 0
+    assert "  text check skipped: the prompt has no quoted label text" in out.splitlines()
+
+
+def test_qa_reads_the_chunks_the_store_writes():
+    from image_gen.qa import expected as qa_expected
+    from image_gen.store import artifacts
+
+    assert (qa_expected.JSON_CHUNK, qa_expected.PARAMS_CHUNK) == (artifacts.JSON_CHUNK, artifacts.PARAMS_CHUNK)

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from image_gen.qa.calibrate import blur
 from image_gen.qa.sharpness import laplacian_variance, measure, soft_reasons
 from image_gen.qa.thresholds import load_thresholds
+from tools.calibrate_qa import blur
 
 
 @pytest.mark.parametrize("size", [(512, 512), (1024, 768), (2048, 2048)])

@@ -6,13 +6,20 @@ import pytest
 from rapidfuzz.distance import Levenshtein
 
 from image_gen.qa import expected_texts
-from image_gen.qa.calibrate import break_text
 from image_gen.qa.ocr import OcrLine, parse_tesseract_tsv
 from image_gen.qa.text import best_match, describe_failures, normalise, score_text
+from tools.calibrate_qa import break_text
 
 
 def lines(*texts: str) -> list[OcrLine]:
     return [OcrLine(t, (0, 10 * i, 100, 10 * i + 9), 0.99) for i, t in enumerate(texts)]
+
+
+def boxed(*items: tuple[str, tuple[int, int, int, int]]) -> list[OcrLine]:
+    return [OcrLine(t, box, 0.99) for t, box in items]
+
+
+LABEL = (200, 300, 440, 340)  # a label line 40 px high in the middle of a 640x640 image
 
 
 def test_expected_texts_reads_double_and_single_quotes_but_not_apostrophes():
@@ -64,7 +71,7 @@ def test_failure_reasons_name_the_string_and_what_was_read():
     ts = score_text(["AQUA PURE"], lines("AQUA PRUE"))
     (reason,) = describe_failures(ts, 0.9)
     sim = 1 - Levenshtein.distance("AQUAPURE", "AQUAPRUE") / 8
-    assert reason == f'label "AQUA PURE" read as "AQUA PRUE" (similarity {sim:.2f} < 0.90)'
+    assert reason == f'label "AQUA PURE" read as "AQUA PRUE" (similarity {sim:.2f} < 0.90; precision 0.88)'
     assert describe_failures(score_text(["AQUA PURE"], []), 0.9) == [
         'label "AQUA PURE" missing: no legible text found'
     ]
@@ -84,3 +91,58 @@ def test_tesseract_tsv_groups_words_into_lines():
     assert [ln.text for ln in out] == ["AQUA PURE", "500ml"]
     assert out[0].box == (10, 20, 95, 33)
     assert out[0].score == pytest.approx(0.93)
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        boxed(("STRIDE ONE E", LABEL)),  # the issue's case: one OCR line
+        boxed(("STRIDE ONE", LABEL), ("E", (450, 302, 470, 338))),  # the stray glyph in a box of its own
+        boxed(("STRIDE ONEE", LABEL)),
+        boxed(("STRIDE ONE", LABEL), ("FRESH", (250, 350, 390, 390))),  # an extra word on the next line
+        boxed(("MINT STRIDE ONE", LABEL)),
+    ],
+)
+def test_extra_characters_or_words_at_the_label_lower_precision_and_fail(read):
+    ts = score_text(["STRIDE ONE"], read)
+    assert ts.min_similarity == 1.0
+    assert ts.precision <= 9 / 10
+    (reason,) = describe_failures(ts, 0.97, 0.95)
+    near = " ".join(ln.text for ln in read)
+    assert reason == (
+        f'extra text at label "STRIDE ONE": read "{near}" there (precision {ts.precision:.2f} < 0.95; '
+        "similarity 1.00)"
+    )
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        boxed(("STRIDE ONE", LABEL)),
+        boxed(("STRIDE", (200, 300, 330, 340)), ("ONE", (345, 300, 440, 340))),  # split over two boxes
+        boxed(("STRIDE", LABEL), ("ONE", (260, 350, 380, 390))),  # split over two lines
+        boxed(("STRIDE ONE", LABEL), ("STRIDE ONE", (200, 350, 440, 390))),  # read twice
+        boxed(("SIMULATED", (8, 8, 90, 22)), ("STRIDE ONE", LABEL)),  # a corner mark
+        boxed(("STRIDE ONE", LABEL), ("Since 1921 - www.example.com", (400, 610, 630, 628))),  # small print
+    ],
+)
+def test_label_read_twice_split_or_with_far_text_keeps_full_precision(read):
+    ts = score_text(["STRIDE ONE"], read)
+    assert ts.min_similarity == 1.0 and ts.precision == 1.0
+    assert describe_failures(ts, 0.97, 0.95) == []
+    far = {ln.text for ln in read if ln.box[1] < 100 or ln.box[1] > 600}
+    assert not far & {ln["text"] for ln in ts.ocr_lines if ln["near_label"]}
+
+
+def test_precision_counts_only_aligned_characters():
+    # A letter missing costs similarity, not precision; a wrong letter costs both.
+    assert score_text(["MAPLE CRESTS"], boxed(("MAPLE CREST", LABEL))).precision == 1.0
+    assert score_text(["STRIDE ONE"], boxed(("STRIDE 0NE", LABEL))).precision == pytest.approx(8 / 9)
+    # Two labels, each in its place.
+    two = boxed(("AQUA PURE", LABEL), ("Spring Water", (220, 350, 420, 390)))
+    assert score_text(["AQUA PURE", "Spring Water"], two).precision == 1.0
+
+
+def test_nothing_read_near_a_label_has_zero_precision():
+    ts = score_text(["STRIDE ONE"], [])
+    assert ts.precision == 0.0 and ts.min_similarity == 0.0

@@ -54,7 +54,11 @@ def _open(path: str) -> Image.Image:
     metavar="TEXT",
     help="Label text the image must carry (repeat for several strings).",
 )
-@click.option("--prompt", default="", help="The brief's prompt: its quoted strings are the expected text.")
+@click.option(
+    "--prompt",
+    default=None,
+    help="The brief's prompt: its quoted strings are the expected text (default: the prompt embedded in the image).",
+)
 @click.option("--size", "size", metavar="WxH", help="The size the stage asked for, e.g. 1024x1024.")
 @click.option(
     "--format", "fmt", metavar="FORMAT", help="The file format the stage asked for (PNG, JPEG, WEBP)."
@@ -72,7 +76,7 @@ def _open(path: str) -> Image.Image:
 def qa(
     images: tuple[str, ...],
     expect_text: tuple[str, ...],
-    prompt: str,
+    prompt: str | None,
     size: str | None,
     fmt: str | None,
     no_text: bool,
@@ -82,8 +86,9 @@ def qa(
 ) -> None:
     """Check IMAGE files: label text (OCR), softness, size and format; one verdict per image.
 
-    Expected text comes from --expect-text, else from the quoted strings of --prompt. Exit 1 when any image
-    fails, 2 when an image cannot be read.
+    Expected text comes from --expect-text, else from the quoted strings of --prompt, else from those of the
+    prompt embedded in the image (image-gen's metadata); each verdict says which, or why the text check was
+    skipped. Exit 1 when any image fails, 2 when an image cannot be read.
     """
     from image_gen.config import QASettings
     from image_gen.qa import evaluate
@@ -120,7 +125,7 @@ def _print_verdict(r: dict[str, Any]) -> None:
     shown = []
     if "text_similarity_min" in s:
         shown.append(f"text similarity {s['text_similarity_min']:.2f}")
-        shown.append(f"word P/R {s['text_word_precision']:.2f}/{s['text_word_recall']:.2f}")
+        shown.append(f"precision {s['text_precision']:.2f}")
     if "hf_energy" in s:
         shown.append(f"Laplacian var {s['laplacian_var']:.1f}")
         shown.append(f"HF energy {s['hf_energy']:.2e}")
@@ -129,6 +134,9 @@ def _print_verdict(r: dict[str, Any]) -> None:
     click.echo(f"{status} {r['image']}  ({', '.join(shown)})")
     for reason in r["reasons"]:
         click.echo(f"  - {reason}")
+    expected = r["details"].get("expected")
+    if expected:
+        click.echo(f"  {expected['summary']}")
     text = r["details"].get("text")
     if text and r["passed"] is False and text["read_text"]:
         click.echo(f"  read: {text['read_text']}")

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 import time
 from typing import TYPE_CHECKING, Any
 
+from image_gen.imaging.labels import label_texts as quoted_texts  # one definition of the label text
 from image_gen.providers.base import (
     BadRequest,
     GeneratedImage,
@@ -36,14 +36,6 @@ if TYPE_CHECKING:
 
 REFINE_BELOW = 0.35
 """Image-to-image below this strength refines the init image; at or above it, the model draws its own details."""
-
-_QUOTED = re.compile(r"\"([^\"]+)\"|“([^”]+)”|(?<![A-Za-z])'([^']+)'(?![A-Za-z])")
-
-
-def quoted_texts(prompt: str) -> list[str]:
-    """The label strings a prompt asks for: its double- or single-quoted parts."""
-    return [next(g for g in m.groups() if g) for m in _QUOTED.finditer(prompt)]
-
 
 class SimProvider:
     name = "sim"

@@ -5,6 +5,15 @@ Importing this package is cheap: numpy, OpenCV and the OCR engine load inside th
 
 from image_gen.qa._evaluate import evaluate
 from image_gen.qa._verdict import Verdict
-from image_gen.qa.text import expected_texts
+from image_gen.qa.expected import ExpectedText, embedded_prompt, resolve_expected
+from image_gen.qa.text import expected_texts, label_texts
 
-__all__ = ["Verdict", "evaluate", "expected_texts"]
+__all__ = [
+    "ExpectedText",
+    "Verdict",
+    "embedded_prompt",
+    "evaluate",
+    "expected_texts",
+    "label_texts",
+    "resolve_expected",
+]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from image_gen.qa._verdict import Verdict
-from image_gen.qa.text import expected_texts
+from image_gen.qa.expected import resolve_expected
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 def evaluate(
     image: Image.Image,
     *,
-    prompt: str,
+    prompt: str | None = None,
     expect_text: Sequence[str] | None = None,
     asked_size: tuple[int, int] | None = None,
     settings: QASettings | None = None,
@@ -29,7 +30,10 @@ def evaluate(
 ) -> Verdict:
     """Check one image: text fidelity (OCR), softness, size/aspect/format and provider safety flags.
 
-    ``expect_text`` overrides the prompt's quoted strings as the expected label text; ``asked_format``
+    The expected label text is ``expect_text`` when given, else the quoted strings of ``prompt``, else (``prompt``
+    None) those of the prompt embedded in the image's metadata; ``details["expected"]`` says which, or why the text
+    check was skipped. A label fails when an expected string's edit similarity or the precision of the text read
+    at the label is below its calibrated threshold (see ``qa/text.py``). ``asked_format``
     (``"PNG"``, ``"JPEG"``...) is compared with ``image.format`` when the image came from a file;
     ``thresholds`` replaces the calibrated ``thresholds.json`` (tests, calibration).
     """
@@ -86,20 +90,28 @@ def evaluate(
             "calibrated": settings.sharpness_min is None,
         }
 
-    expected = expected_texts(prompt, expect_text)
-    details["expected_texts"] = expected
-    if settings.check_text and expected:
+    exp = resolve_expected(expect_text=expect_text, prompt=prompt, image=image)
+    if not settings.check_text:
+        exp = replace(exp, skipped="the text check is turned off")
+    details["expected_texts"] = exp.texts
+    details["expected"] = exp.as_dict()
+    details["expected"]["summary"] = exp.describe()
+    if settings.check_text and exp.texts:
         from image_gen.qa.text import describe_failures, read_for_qa, score_text
 
         min_sim = _text_min_similarity(settings, th)
+        min_prec = float(th["text"].get("min_precision", 0.0))
         lines = read_for_qa(image, ocr_engine)
-        ts = score_text(expected, lines)
+        ts = score_text(exp.texts, lines)
         scores.update(ts.as_scores())
-        record("text", describe_failures(ts, min_sim))
+        record("text", describe_failures(ts, min_sim, min_prec))
         details["text"] = {
             "min_similarity": min_sim,
+            "min_precision": min_prec,
             "ocr_engine": ocr_engine,
             "read_text": ts.read_text,
+            "near_text": ts.near_text,
+            "precision": round(ts.precision, 4),
             "matches": [
                 {
                     "expected": m.expected,

@@ -1,6 +1,7 @@
 """The calibrated QA thresholds, stored as data next to this module (``thresholds.json``).
 
-``python -m image_gen.qa.calibrate`` rewrites the file from a generated, labelled set.
+``python tools/calibrate_qa.py`` (in the checkout, not the package) rewrites the file from a generated labelled
+set of synthetic images; the figures it measured are stored with the thresholds under ``calibration``.
 """
 
 from __future__ import annotations

@@ -1,13 +1,17 @@
-"""Calibrate the QA thresholds on a generated, labelled set and write them to ``thresholds.json``.
+"""Calibrate the QA thresholds on a generated, labelled set of SYNTHETIC images and write ``thresholds.json``.
 
-    python -m image_gen.qa.calibrate [--text-images 160] [--seed 0] [--out PATH] [--dry-run]
+    python tools/calibrate_qa.py [--text-images 160] [--seed 0] [--out PATH] [--dry-run] [--show-errors]
+    python tools/calibrate_qa.py --assess --seed 7     # figures of the stored thresholds on a fresh set
 
-The set is built here, from code, so anyone can rebuild it:
+A developer tool, run from a checkout: it is not part of the ``image_gen`` package. The set is built here, from
+code, so anyone can rebuild it:
 
 - product renders like the simulator's (a studio backdrop or a photograph, a bottle or box, a label)
-  whose label carries correct text or text with one swapped, dropped or substituted letter, or misses a
-  string, in several fonts (Pillow's bundled font and the DejaVu faces matplotlib ships), sizes, colours and
-  backgrounds;
+  whose label carries correct text or text with one swapped, dropped, substituted or extra letter, an extra
+  word (on the same line or a line of its own), or misses a string, in several fonts (Pillow's bundled font and
+  the DejaVu faces matplotlib ships), sizes, colours and backgrounds; some correct labels are split over two
+  lines, and some renders carry unrelated small text in a corner (a "SIMULATED" mark, small print), which must
+  not count against the label;
 - soft copies of renders (Gaussian blur) at sizes 512..2048, and sharp ones delivered by an upscale;
 - the photographs scikit-image ships (astronaut, camera, coffee, chelsea, rocket, ...), as they are, upscaled
   and blurred.
@@ -22,6 +26,7 @@ import argparse
 import functools
 import json
 import math
+import pickle
 import random
 import string
 import sys
@@ -61,7 +66,9 @@ _WORDS = """
 """
 WORDS = tuple(_WORDS.split())
 EXTRAS = ("500ml", "330ml", "1L", "No. 7", "EST 1984", "Since 1921", "250g", "12 oz")
-ERROR_KINDS = ("swap", "drop", "substitute", "missing")
+ERROR_KINDS = ("swap", "drop", "substitute", "missing", "extra-char", "extra-word")
+CORNER_TEXTS = ("SIMULATED", "Since 1921", "www.studio-shots.com", "LOT 4471", "(c) Studio 2024", "SAMPLE")
+"""Small text drawn in a corner of some renders, far from the label."""
 
 
 @dataclass
@@ -118,15 +125,33 @@ def make_label(rng: random.Random) -> list[str]:
 
 
 def break_text(texts: list[str], kind: str, rng: random.Random) -> list[str]:
-    """One typography error in one string: a swapped, dropped or substituted letter, or the string missing."""
+    """One typography error in one string: a swapped, dropped, substituted or extra letter, an extra word (on the
+    string's line or on a line of its own), or the string missing. Returns the lines to draw."""
     idx = rng.randrange(len(texts))
     s = texts[idx]
     out = list(texts)
     if kind == "missing":
         del out[idx]
         return out
+    if kind == "extra-word":
+        used = {w.casefold() for t in texts for w in t.split()}
+        word = rng.choice([w for w in WORDS if w.casefold() not in used])
+        where = rng.choice(("after", "before", "line"))
+        if where == "line":
+            out.insert(idx + 1, word)
+        else:
+            out[idx] = f"{s} {word}" if where == "after" else f"{word} {s}"
+        return out
     letters = [i for i, c in enumerate(s) if c.isalpha()]
-    if kind == "swap":
+    if kind == "extra-char":
+        c = rng.choice(string.ascii_uppercase)
+        if rng.random() < 0.5:  # a stray glyph after the string: STRIDE ONE E
+            s = f"{s} {c}" if rng.random() < 0.7 else f"{c} {s}"
+        else:  # a doubled or stray letter inside a word
+            i = rng.choice(letters)
+            extra = s[i] if rng.random() < 0.5 else (c if s[i].isupper() else c.lower())
+            s = s[: i + 1] + extra + s[i + 1 :]
+    elif kind == "swap":
         pairs = [
             i for i in letters if i + 1 < len(s) and s[i + 1].isalpha() and s[i + 1].lower() != s[i].lower()
         ]
@@ -142,6 +167,17 @@ def break_text(texts: list[str], kind: str, rng: random.Random) -> list[str]:
         s = s[:i] + (c if s[i].isupper() else c.lower()) + s[i + 1 :]
     out[idx] = s
     return out
+
+
+def split_line(texts: list[str], rng: random.Random) -> list[str]:
+    """The same text with one multi-word string set over two lines (a correct label OCR reads as two boxes)."""
+    multi = [i for i, t in enumerate(texts) if len(t.split()) >= 2]
+    if not multi:
+        return list(texts)
+    idx = rng.choice(multi)
+    parts = texts[idx].split()
+    cut = rng.randint(1, len(parts) - 1)
+    return texts[:idx] + [" ".join(parts[:cut]), " ".join(parts[cut:])] + texts[idx + 1 :]
 
 
 def _photo(name: str) -> Image.Image:
@@ -176,9 +212,18 @@ def _background(w: int, h: int, rng: random.Random, photos: Sequence[str]) -> Im
 
 
 def render(
-    w: int, h: int, texts: list[str], rng: random.Random, photos: Sequence[str] = PHOTOS
+    w: int,
+    h: int,
+    texts: list[str],
+    rng: random.Random,
+    photos: Sequence[str] = PHOTOS,
+    corner: str | None = None,
 ) -> Image.Image:
-    """A product shot: backdrop, a bottle or box, a label with ``texts`` (one line each), film grain."""
+    """A product shot: backdrop, a bottle or box, a label with ``texts`` (one line each), film grain.
+
+    ``corner`` is small text set in a corner of the image, on a light patch, far from the label (a corner mark or
+    small print that is no part of the label).
+    """
     import numpy as np
     from PIL import Image, ImageDraw
 
@@ -204,6 +249,7 @@ def render(
         if rng.random() < 0.4:  # a coloured ink
             ink = rng.choice(((150, 20, 30), (20, 60, 140), (20, 100, 40), (90, 30, 110)))
     d.rectangle((lx0, ly0, lx1, ly1), fill=label)
+    size = int(s * 0.05)
     if texts:
         font_factory = rng.choice(fonts())
         avail_w = (lx1 - lx0) * 0.88
@@ -219,12 +265,38 @@ def render(
             tw = d.textlength(line, font=font)
             d.text(((lx0 + lx1) / 2 - tw / 2, y), line, font=font, fill=ink)
             y += size * 1.3
+    if corner:
+        _corner_mark(d, w, h, corner, (lx0, ly0, lx1, ly1), size, rng)
     grain = rng.uniform(0.0, 4.0)
     if grain > 0.5:
         arr = np.asarray(img, np.float32)
         arr += np.random.default_rng(rng.randrange(2**32)).normal(0, grain, (h, w, 1)).astype(np.float32)
         img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     return img
+
+
+def _corner_mark(
+    d: Any, w: int, h: int, text: str, label: tuple[int, int, int, int], label_size: int, rng: random.Random
+) -> None:
+    """``text`` in a corner at least three label text heights away from the label box (skipped where none is)."""
+    from PIL import ImageFont
+
+    s = min(w, h)
+    size = max(11, int(s * rng.uniform(0.022, 0.035)))
+    font = ImageFont.load_default(size=size)
+    tw, pad = d.textlength(text, font=font), max(3, size // 3)
+    corners = ["top-left", "top-right", "bottom-left", "bottom-right"]
+    rng.shuffle(corners)
+    for where in corners:
+        x = pad * 2 if where.endswith("left") else w - pad * 2 - tw
+        y = pad * 2 if where.startswith("top") else h - pad * 2 - size * 1.2
+        box = (x - pad, y - pad, x + tw + pad, y + size * 1.2 + pad)
+        gap_x = max(label[0] - box[2], box[0] - label[2], 0)
+        gap_y = max(label[1] - box[3], box[1] - label[3], 0)
+        if max(gap_x, gap_y) >= 3 * label_size:
+            d.rectangle(box, fill=(235, 235, 235))
+            d.text((x, y), text, font=font, fill=(rng.randint(20, 90), rng.randint(20, 90), rng.randint(20, 90)))
+            return
 
 
 def blur(img: Image.Image, sigma_at_512: float) -> Image.Image:
@@ -241,6 +313,30 @@ def _aspect(rng: random.Random, short: int) -> tuple[int, int]:
     return short, round(short * b / a / 16) * 16
 
 
+def _text_render(i: int, rng: random.Random, sizes: Sequence[int]) -> LabelledImage:
+    """The ``i``-th sharp render with label text: odd ones broken, cycling through ``ERROR_KINDS`` in pairs."""
+    w, h = _aspect(rng, rng.choice(list(sizes)))
+    texts = make_label(rng)
+    broken = i % 2 == 1
+    kind = ERROR_KINDS[(i // 4) % len(ERROR_KINDS)] if broken else "correct"
+    if kind == "missing" and len(texts) == 1 and rng.random() < 0.5:
+        texts = texts + [" ".join(w for w in rng.sample(WORDS, 4) if w not in texts[0].split())]
+    drawn = break_text(texts, kind, rng) if broken else texts
+    if not broken and rng.random() < 0.2:
+        drawn = split_line(texts, rng)
+    corner = rng.choice(CORNER_TEXTS) if rng.random() < 1 / 3 else None
+    img = render(w, h, drawn, rng, corner=corner)
+    meta = {"drawn": drawn, "size": [w, h], **({"corner": corner} if corner else {})}
+    return LabelledImage(img, False, texts, broken, f"text-{kind}", meta)
+
+
+def text_set(n: int, seed: int, sizes: Sequence[int] = (512, 576, 640)) -> list[LabelledImage]:
+    """Only sharp renders with label text, half correct and half broken (every error kind): the "typography
+    broken" verdict's own test set."""
+    rng = random.Random(seed)
+    return [_text_render(i, rng, sizes) for i in range(n)]
+
+
 def generate_set(
     n_text: int = 160,
     n_extra: int = 60,
@@ -250,8 +346,10 @@ def generate_set(
 ) -> list[LabelledImage]:
     """The labelled calibration set.
 
-    ``n_text`` sharp renders with label text (half correct, half broken, spread over the error kinds), at
-    ``text_sizes`` (kept small because OCR time grows with area); as many soft copies of them; ``n_extra``
+    ``n_text`` sharp renders with label text (half correct, half broken, spread over the error kinds so that
+    each half of :func:`calibrate`'s split sees every kind), at ``text_sizes`` (kept small because OCR time grows
+    with area), a third of them with small text in a corner and a fifth of the correct ones with a string split
+    over two lines; as many soft copies of them; ``n_extra``
     renders at ``large_sizes``, each sharp, soft, or sharp-after-upscale; and the scikit-image photographs
     as they are, upscaled 2x and blurred.
     """
@@ -260,17 +358,9 @@ def generate_set(
     rng = random.Random(seed)
     items: list[LabelledImage] = []
     for i in range(n_text):
-        w, h = _aspect(rng, rng.choice(list(text_sizes)))
-        texts = make_label(rng)
-        broken = i % 2 == 1
-        kind = ERROR_KINDS[(i // 2) % len(ERROR_KINDS)] if broken else "correct"
-        if kind == "missing" and len(texts) == 1 and rng.random() < 0.5:
-            texts = texts + [" ".join(w for w in rng.sample(WORDS, 4) if w not in texts[0].split())]
-        drawn = break_text(texts, kind, rng) if broken else texts
-        img = render(w, h, drawn, rng)
-        items.append(
-            LabelledImage(img, False, texts, broken, f"text-{kind}", {"drawn": drawn, "size": [w, h]})
-        )
+        item = _text_render(i, rng, text_sizes)
+        items.append(item)
+        img, texts, (w, h) = item.image, item.expected, item.image.size
         sigma = rng.uniform(*SOFT_SIGMA_RANGE)
         items.append(
             LabelledImage(
@@ -327,6 +417,28 @@ class Features:
     text_similarity: float | None
     """Lowest similarity over the expected strings; None when the label text was not checked."""
     read_text: str = ""
+    text_precision: float | None = None
+    """Precision of the text read at the label; None when the label text was not checked."""
+    near_text: str = ""
+    lines: list[Any] = field(default_factory=list)
+    """What OCR read (``OcrLine``), kept so the scores can be recomputed without OCR."""
+
+
+def rescore(items: Sequence[LabelledImage], feats: Sequence[Features]) -> list[Features]:
+    """The features with the text scores recomputed from the stored OCR lines (after a change to the scoring)."""
+    from image_gen.qa.text import score_text
+
+    out = []
+    for it, f in zip(items, feats, strict=True):
+        if it.broken is None:
+            out.append(f)
+            continue
+        ts = score_text(it.expected, f.lines)
+        out.append(
+            Features(f.laplacian_var, f.hf_energy, ts.min_similarity, ts.read_text, ts.precision, ts.near_text,
+                     f.lines)
+        )
+    return out
 
 
 def features(
@@ -341,12 +453,13 @@ def features(
     out = []
     for n, it in enumerate(items):
         m = measure(it.image)
-        sim: float | None = None
-        read = ""
+        f = Features(m["laplacian_var"], m["hf_energy"], None)
         if it.broken is not None:
-            ts = score_text(it.expected, read_for_qa(it.image, engine))
-            sim, read = ts.min_similarity, ts.read_text
-        out.append(Features(m["laplacian_var"], m["hf_energy"], sim, read))
+            lines = read_for_qa(it.image, engine)
+            ts = score_text(it.expected, lines)
+            f = Features(f.laplacian_var, f.hf_energy, ts.min_similarity, ts.read_text, ts.precision, ts.near_text,
+                         lines)
+        out.append(f)
         if progress:
             progress(n + 1, len(items))
     return out
@@ -412,11 +525,36 @@ def _middle(best: list[Any]) -> Any:
     return best[len(best) // 2]
 
 
-def fit_text(sims: Sequence[float], broken: Sequence[bool]) -> float:
-    """Minimum similarity: a label is broken when its lowest similarity is below it."""
-    scored = [(_objective(confusion((s < t for s in sims), broken)), t) for t in _cuts(sims)]
-    top = max(o for o, _ in scored)
-    return float(_middle([t for o, t in scored if o == top]))
+def text_broken(f: Features, text_th: dict[str, Any]) -> bool:
+    """The "typography broken" verdict: a string's similarity or the precision at the label is too low."""
+    return (f.text_similarity or 0.0) < text_th["min_similarity"] or (f.text_precision or 0.0) < text_th.get(
+        "min_precision", 0.0
+    )
+
+
+def fit_text(sims: Sequence[float], precs: Sequence[float], broken: Sequence[bool]) -> dict[str, float]:
+    """Minimum similarity and minimum precision: a label is broken when either is below its threshold.
+
+    Searched jointly over the candidate cuts of both. Of equally good thresholds each is placed in the middle of
+    its range (similarity first, then precision given it): the widest margin on both sides.
+    """
+
+    def objective(ts: float, tp: float) -> tuple[float, float]:
+        return _objective(confusion((s < ts or p < tp for s, p in zip(sims, precs, strict=True)), broken))
+
+    sim_cuts, prec_cuts = _cuts(sims), _cuts(precs)
+    scored = [(objective(ts, tp), ts, tp) for ts in sim_cuts for tp in prec_cuts]
+    top = max(o for o, _, _ in scored)
+    best = [(ts, tp) for o, ts, tp in scored if o == top]
+    t_sim = (min(ts for ts, _ in best) + max(ts for ts, _ in best)) / 2
+    good_tp = [tp for tp in prec_cuts if objective(t_sim, tp) == top]
+    if not good_tp:  # the middle of the range is not optimal (the best pairs are not contiguous)
+        t_sim = _middle(sorted({ts for ts, _ in best}))
+        good_tp = [tp for ts, tp in best if ts == t_sim]
+    t_prec = (min(good_tp) + max(good_tp)) / 2
+    if objective(t_sim, t_prec) != top:
+        t_prec = _middle(sorted(good_tp))
+    return {"min_similarity": float(t_sim), "min_precision": float(t_prec)}
 
 
 def _soft_predict(
@@ -472,11 +610,12 @@ def _subsample(cuts: list[float], n: int) -> list[float]:
 def fit(items: Sequence[LabelledImage], feats: Sequence[Features]) -> dict[str, Any]:
     text_idx = [i for i, it in enumerate(items) if it.broken is not None]
     sims = [feats[i].text_similarity or 0.0 for i in text_idx]
+    precs = [feats[i].text_precision or 0.0 for i in text_idx]
     broken = [bool(items[i].broken) for i in text_idx]
     sharp = fit_sharpness(
         [f.laplacian_var for f in feats], [f.hf_energy for f in feats], [it.soft for it in items]
     )
-    return {"sharpness": sharp, "text": {"min_similarity": fit_text(sims, broken)}}
+    return {"sharpness": sharp, "text": fit_text(sims, precs, broken)}
 
 
 def assess(
@@ -492,11 +631,16 @@ def assess(
         sh["rule"],
     )
     text_idx = [i for i, it in enumerate(items) if it.broken is not None]
-    t = thresholds["text"]["min_similarity"]
-    text_pred = [(feats[i].text_similarity or 0.0) < t for i in text_idx]
+    text_pred = [text_broken(feats[i], thresholds["text"]) for i in text_idx]
+    by_kind: dict[str, list[int]] = {}
+    for i, p in zip(text_idx, text_pred, strict=True):
+        row = by_kind.setdefault(items[i].kind, [0, 0])
+        row[0] += 1
+        row[1] += p
     return {
         "soft": confusion(soft_pred, [it.soft for it in items]).as_dict(),
         "typography_broken": confusion(text_pred, [bool(items[i].broken) for i in text_idx]).as_dict(),
+        "typography_broken_by_kind": {k: {"images": n, "failed": f} for k, (n, f) in sorted(by_kind.items())},
         "images": len(items),
         "text_images": len(text_idx),
     }
@@ -517,7 +661,9 @@ def calibrate(items: Sequence[LabelledImage], feats: Sequence[Features]) -> dict
             "held_out": held,
             "held_out_thresholds": half,
             "in_sample": assess(items, feats, final),
-            "kinds": _count(it.kind.split("-")[0] + "-" + it.kind.split("-")[-1] for it in items),
+            "kinds": _count(
+                "photo-" + it.kind.split("-")[-1] if it.kind.startswith("photo-") else it.kind for it in items
+            ),
         },
     }
 
@@ -534,7 +680,6 @@ def misclassified(
 ) -> list[dict[str, Any]]:
     """The images the thresholds get wrong, for inspection."""
     sh = thresholds["sharpness"]
-    t = thresholds["text"]["min_similarity"]
     out = []
     for i, (it, f) in enumerate(zip(items, feats, strict=True)):
         soft = _soft_predict(
@@ -551,14 +696,16 @@ def misclassified(
                     **it.meta,
                 }
             )
-        if it.broken is not None and ((f.text_similarity or 0.0) < t) != it.broken:
+        if it.broken is not None and text_broken(f, thresholds["text"]) != it.broken:
             out.append(
                 {
                     "index": i,
                     "kind": it.kind,
                     "expected": it.expected,
                     "read": f.read_text,
+                    "near_label": f.near_text,
                     "similarity": f.text_similarity,
+                    "precision": f.text_precision,
                     **it.meta,
                 }
             )
@@ -566,30 +713,50 @@ def misclassified(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from image_gen.qa.thresholds import THRESHOLDS_PATH, clear_cache
+    from image_gen.qa.thresholds import THRESHOLDS_PATH, clear_cache, load_thresholds
 
-    p = argparse.ArgumentParser(prog="python -m image_gen.qa.calibrate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python tools/calibrate_qa.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--text-images", type=int, default=160, help="sharp renders with label text (default 160)")
     p.add_argument("--extra-images", type=int, default=60, help="renders at 512..2048 (default 60)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=THRESHOLDS_PATH)
     p.add_argument("--dry-run", action="store_true", help="print the thresholds, do not write them")
+    p.add_argument("--assess", action="store_true", help="only measure the stored thresholds on the set")
     p.add_argument("--show-errors", action="store_true", help="list the misclassified images")
+    p.add_argument("--cache", type=Path, help="pickle of the measured features: read if present, else written")
     args = p.parse_args(argv)
 
     t0 = time.perf_counter()
     items = generate_set(args.text_images, args.extra_images, args.seed)
     print(f"generated {len(items)} labelled images in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     t0 = time.perf_counter()
-    feats = features(items, progress=lambda n, total: print(f"\r{n}/{total}", end="", file=sys.stderr))
+    if args.cache is not None and args.cache.exists():
+        with args.cache.open("rb") as fh:
+            feats = rescore(items, pickle.load(fh))
+    else:
+        feats = features(items, progress=lambda n, total: print(f"\r{n}/{total}", end="", file=sys.stderr))
+        if args.cache is not None:
+            with args.cache.open("wb") as fh:
+                pickle.dump(feats, fh)
     print(f"\nmeasured in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    if args.assess:
+        stored = load_thresholds(args.out)
+        print(json.dumps({"seed": args.seed, **assess(items, feats, stored)}, indent=2))
+        if args.show_errors:
+            for row in misclassified(items, feats, stored):
+                print(row, file=sys.stderr)
+        return 0
     result = calibrate(items, feats)
     result["calibration"]["generator"] = {
+        "synthetic": True,
+        "note": "fitted on images generated by tools/calibrate_qa.py, not on real model outputs",
         "text_images": args.text_images,
         "extra_images": args.extra_images,
         "seed": args.seed,
         "soft_sigma_at_512": list(SOFT_SIGMA_RANGE),
         "photos": list(PHOTOS),
+        "error_kinds": list(ERROR_KINDS),
+        "corner_texts": list(CORNER_TEXTS),
     }
     text = json.dumps(result, indent=2)
     print(text)
