@@ -22,6 +22,7 @@ from sqlalchemy import update
 from image_gen.catalog import Catalog
 from image_gen.config import Config
 from image_gen.errors import InputError, RunsInterrupted, WorkFailed
+from image_gen.imaging.labels import label_texts
 from image_gen.pipeline.calls import CallMaker, StageStop
 from image_gen.pipeline.lease import Leases, lease_live
 from image_gen.pipeline.plan import Planner, Route, StagePlan
@@ -35,7 +36,6 @@ from image_gen.pipeline.stage import (
 )
 from image_gen.providers import load_provider_class
 from image_gen.providers.base import Provider, ProviderError, ProviderSettings
-from image_gen.providers.sim import quoted_texts
 from image_gen.store.ledger import Caps, Ledger
 from image_gen.store.models import Approval, Run, StageRun
 
@@ -62,7 +62,7 @@ class Brief:
     index: int | None = None
 
     def expected(self) -> list[str]:
-        return list(self.expect_text) if self.expect_text else quoted_texts(self.prompt)
+        return list(self.expect_text) if self.expect_text else label_texts(self.prompt)
 
 
 @dataclass
