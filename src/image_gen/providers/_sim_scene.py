@@ -633,7 +633,7 @@ def draw_scene(spec: SceneSpec, width: int, height: int, texts: list[str], quali
     # quality: rough models get blotchy colour noise and banded shading; finished ones a fine dithering grain
     if q < 0.5:
         blotch = np.stack([_noise((h, w), 6, rng) for _ in range(3)], axis=-1)
-        img += blotch * (14.0 * (0.5 - q) / 0.5)
+        img += blotch * (9.0 * (0.5 - q) / 0.5)
         img += rng.normal(0.0, 3.0 * (1 - q), (h, w, 1)).astype(np.float32)
     else:
         img += rng.normal(0.0, 1.1 + 1.6 * q, (h, w, 1)).astype(np.float32)
