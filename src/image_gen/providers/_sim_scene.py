@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     from PIL import Image, ImageFont
 
-    Arr = npt.NDArray[np.float32]
+    Arr = npt.NDArray[Any]
 
 RGB = tuple[int, int, int]
 
@@ -590,8 +590,9 @@ def _floor(spec: SceneSpec, w: int, h: int, horizon: int, q: float, rng: np.rand
 
 
 def draw_scene(spec: SceneSpec, width: int, height: int, texts: list[str], quality: float,
-               detail_seed: int) -> Image.Image:
-    """Render ``spec`` at ``quality`` (0 rough .. 1 finished) with ``texts`` typeset on the label."""
+               detail_seed: int, *, with_product: bool = True) -> Image.Image:
+    """Render ``spec`` at ``quality`` (0 rough .. 1 finished) with ``texts`` typeset on the label
+    (``with_product=False``: the set alone, surface and props, as a reference for measuring the product)."""
     import numpy as np
     from PIL import Image, ImageFilter
 
@@ -613,14 +614,17 @@ def draw_scene(spec: SceneSpec, width: int, height: int, texts: list[str], quali
         img[horizon - band:horizon + band] = img[horizon - band][None] * (1 - blend) + \
             img[horizon + band][None] * blend
 
+    if "ice" in spec.props or "citrus" in spec.props or "beans" in spec.props:
+        _props(img, spec, lay, horizon, q, aa, rng)
+    if not with_product:
+        return _finish(img, q, rng, width, height)
+
     # contact shadow
     sh = _mask(w, h, [("ellipse", lay.footprint)], aa)
     blur = (0.004 + 0.02 * q) * min(w, h)
     sh_img = Image.fromarray((sh * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(blur))
     sh_a = np.asarray(sh_img, dtype=np.float32) / 255.0
     img *= (1.0 - 0.55 * sh_a)[..., None]
-    if "ice" in spec.props or "citrus" in spec.props or "beans" in spec.props:
-        _props(img, spec, lay, horizon, q, aa, rng)
 
     for part in lay.parts:
         m = _mask(w, h, part.shapes, aa)
@@ -629,7 +633,14 @@ def draw_scene(spec: SceneSpec, width: int, height: int, texts: list[str], quali
 
     label_rgb, label_a = _label(spec, lay, w, h, texts, q, aa)
     img = img * (1.0 - label_a[..., None]) + label_rgb * label_a[..., None]
+    return _finish(img, q, rng, width, height)
 
+
+def _finish(img: Arr, q: float, rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    import numpy as np
+    from PIL import Image
+
+    h, w = img.shape[:2]
     # quality: rough models get blotchy colour noise and banded shading; finished ones a fine dithering grain
     if q < 0.5:
         blotch = np.stack([_noise((h, w), 6, rng) for _ in range(3)], axis=-1)
