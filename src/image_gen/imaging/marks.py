@@ -20,9 +20,10 @@ MARK_FILL = (200, 20, 20)
 
 
 def mark_box(width: int, height: int) -> tuple[int, int, int, int]:
-    """Where the badge goes on an image of this size: the bottom-right corner, about 1/5 of the width."""
-    bw = max(40, round(min(width, height) * 0.22))
-    bh = max(12, round(bw * 0.22))
+    """Where the badge goes on an image of this size: the bottom-right corner, about a quarter of the shorter
+    side wide (at least 72 pixels)."""
+    bw = max(72, round(min(width, height) * 0.24))
+    bh = max(16, round(bw * 0.24))
     margin = max(2, round(min(width, height) * 0.015))
     bw, bh = min(bw, width - 2 * margin), min(bh, height - 2 * margin)
     return width - margin - bw, height - margin - bh, width - margin, height - margin
@@ -58,8 +59,8 @@ def has_mark(image: Image.Image) -> bool:
     x0, y0, x1, y1 = mark_box(image.width, image.height)
     box = np.asarray(image.convert("RGB").crop((x0, y0, x1, y1)), dtype=np.int32)
     red = (np.abs(box - np.array(MARK_FILL)).sum(axis=-1) < 40).mean()
-    white = (box.min(axis=-1) > 220).mean()
-    return bool(red > 0.5 and white > 0.03)
+    white = (box.min(axis=-1) > 200).mean()
+    return bool(red > 0.4 and white > 0.04)
 
 
 def mark_simulated_png(data: bytes) -> bytes:
