@@ -80,16 +80,21 @@ class GenerateResult:
         return self.record.run_id
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the final image (with its generation parameters embedded) to ``path``."""
+        """Write the final image (with its generation parameters embedded) to ``path``; a simulated one with a
+        visible "SIMULATED" corner mark."""
         src = self.path
         if src is None:
             raise WorkFailed(f"run {self.record.run_id} produced no image: {self.record.reason}")
+        from image_gen.imaging.marks import mark_simulated, mark_simulated_png
+
         dest = Path(path)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        sim = self.record.simulated  # a simulated render carries a visible mark wherever it is saved
         if dest.suffix.lower() in ("", ".png"):
-            dest.write_bytes(src.read_bytes())
+            dest.write_bytes(mark_simulated_png(src.read_bytes()) if sim else src.read_bytes())
         else:
-            self.image.save(dest)
+            image = self.image
+            (mark_simulated(image) if sim else image).save(dest)
         return dest
 
 

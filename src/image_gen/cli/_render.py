@@ -70,7 +70,10 @@ def slug(text: str, n: int = 40) -> str:
 
 
 def export(outcomes: list[RunOutcome], out_dir: Path, workspace: Workspace) -> list[Path]:
-    """Copy each stage's images (all of a ``--batch``) to ``out_dir`` under readable names; returns the paths."""
+    """Copy each stage's images (all of a ``--batch``) to ``out_dir`` under readable names; returns the paths.
+    A simulated run's copies carry a visible "SIMULATED" corner mark."""
+    from image_gen.imaging.marks import mark_simulated_png
+
     out_dir.mkdir(parents=True, exist_ok=True)
     store = workspace.artifacts()
     written = []
@@ -82,7 +85,10 @@ def export(outcomes: list[RunOutcome], out_dir: Path, workspace: Workspace) -> l
                 extra = f"-{k + 1}" if len(shas) > 1 else ""
                 name = f"{o.run_id}-{i}-{s.name}-{slug(s.model, 30)}-{slug(o.prompt, 30)}{extra}{tag}.png"
                 dest = out_dir / name
-                shutil.copyfile(store.path_for(sha), dest)
+                if o.simulated:  # exported simulator renders carry a visible mark; the stored artifact does not
+                    dest.write_bytes(mark_simulated_png(store.path_for(sha).read_bytes()))
+                else:
+                    shutil.copyfile(store.path_for(sha), dest)
                 written.append(dest)
     return written
 

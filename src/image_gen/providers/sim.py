@@ -1,13 +1,21 @@
 """The offline simulator: a stand-in for every catalog model, with the model's price and latency profile.
 
-It renders a deterministic product shot (seeded by model, prompt and seed): a studio backdrop, a bottle, and a
-label carrying the prompt's quoted text typeset in Pillow's bundled font. Documented defect rates per model
-(``sim_soft_rate``, ``sim_typo_rate``, ``sim_fail_rate`` in the catalog, overridable under ``[sim]``) make some
-renders soft (Gaussian blur), some labels wrong (a swapped, dropped or substituted letter) and some calls fail
-(``Transient``). Image-to-image keeps the init image's colour and lighting at low frequencies in proportion to
-``1 - strength`` and draws its own details, so a handoff between stages is visible; below a strength of 0.35 it
-refines the init image instead (keeps its content, sharpens, drifts its tone a little, as tile-by-tile refiners
-do). Everything it returns is marked simulated, and its latency is the simulated one (it sleeps
+It renders a deterministic product shot of what the brief names (see :mod:`image_gen.providers._sim_scene`): the
+product (bottle, can, bag, box, tube, tin, jar, bar, cup, ...), in the brief's colour words, on the named surface,
+with the prompt's quoted text typeset on its label. The composition follows the brief alone, so every stage of a
+pipeline draws the same scene; how finished it looks follows the model (:func:`model_quality`: the catalog's
+``fidelity``, less for turbo models, a little more or less with the step count): drafts are rough (rendered small,
+aliased, banded, blotchy), finishers are clean (anti-aliased, smooth shading, surface detail, soft shadows).
+
+Documented defect rates per model (``sim_soft_rate``, ``sim_typo_rate``, ``sim_fail_rate`` in the catalog,
+overridable under ``[sim]``) make some renders soft (Gaussian blur), some labels wrong (a swapped, dropped or
+substituted letter) and some calls fail (``Transient``). Soft and typo defects are decided by the request and its
+seed; a failure is drawn per attempt (the provider counts how often it has seen the same request), so a retry can
+succeed. Image-to-image keeps the init image's composition: an init image of the same scene (an earlier stage)
+lends its colour and light at low frequencies in proportion to ``1 - strength`` while the model draws its own
+details; an init image of another composition is refined instead (kept, cleaned and sharpened, its tone drifting
+a little with the strength), never blended into a double exposure. Below a strength of 0.35 every init image is
+refined. Everything it returns is marked simulated, and its latency is the simulated one (it sleeps
 ``latency_scale`` of it, 0 by default).
 """
 
@@ -15,10 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from image_gen.imaging.labels import label_texts as quoted_texts  # one definition of the label text
+from image_gen.providers._sim_scene import draw_scene, parse_scene
 from image_gen.providers.base import (
     BadRequest,
     GeneratedImage,
@@ -37,6 +48,22 @@ if TYPE_CHECKING:
 REFINE_BELOW = 0.35
 """Image-to-image below this strength refines the init image; at or above it, the model draws its own details."""
 
+SAME_SCENE_CORRELATION = 0.6
+"""An init image whose coarse grey layout correlates at least this much with the model's own render of the brief
+is taken to be the same scene (an earlier stage's output); below it, the init image is refined, not redrawn."""
+
+
+def model_quality(entry: ModelEntry, steps: int | None = None) -> float:
+    """How finished a model's renders look, 0 (rough draft) .. 1 (finished): the catalog's ``fidelity``, less
+    for turbo models, a little more or less when the step count is above or below the model's default."""
+    q = (entry.fidelity - 25) / 60
+    if "turbo" in entry.id.lower() or "turbo" in entry.vendor_model.lower():
+        q -= 0.15
+    if steps and entry.default_steps:
+        q += 0.08 * max(-1.0, min(1.0, math.log2(steps / entry.default_steps)))
+    return max(0.02, min(1.0, q))
+
+
 class SimProvider:
     name = "sim"
 
@@ -46,6 +73,8 @@ class SimProvider:
         self.latency_scale = float(opts.get("latency_scale", 0.0))
         self.overrides = {k: opts[k] for k in ("soft_rate", "typo_rate", "fail_rate") if opts.get(k) is not None}
         self._catalog: Catalog | None = opts.get("catalog")
+        self._attempts: dict[int, int] = {}
+        self._lock = threading.Lock()
 
     def is_configured(self) -> bool:
         return True
@@ -65,8 +94,10 @@ class SimProvider:
         latency = self._latency(entry, request, rng)
         if self.latency_scale:
             time.sleep(latency * self.latency_scale)
-        if rng.random() < rates["fail"]:
-            raise Transient(f"simulated failure of {entry.id} (sim_fail_rate={rates['fail']})")
+        attempt = self._attempt(entry.id, request, seed)
+        fail_rng = np.random.default_rng(_digest(entry.id, request.prompt, seed, request.operation, "fail", attempt))
+        if fail_rng.random() < rates["fail"]:
+            raise Transient(f"simulated failure of {entry.id} (sim_fail_rate={rates['fail']}, attempt {attempt + 1})")
         if request.operation in ("img2img", "upscale") and request.init_image is None:
             raise BadRequest(f"{request.operation} needs an init image")
 
@@ -93,7 +124,8 @@ class SimProvider:
             cost_usd=None,
             latency_s=latency,
             simulated=True,
-            metadata={"simulated": True, "defects": defects, "rates": rates},
+            metadata={"simulated": True, "defects": defects, "rates": rates, "attempt": attempt + 1,
+                      "sampler": "sim", "quality": round(model_quality(entry, request.steps), 3)},
         )
 
     # -- helpers ------------------------------------------------------------------------------------------------
@@ -103,6 +135,17 @@ class SimProvider:
 
             self._catalog = Catalog.load()
         return self._catalog.resolve(model)
+
+    def _attempt(self, model_id: str, request: ImageRequest, seed: int) -> int:
+        """How many times this provider has already been sent the same request (0 the first time)."""
+        init = hashlib.sha256(request.init_image).hexdigest() if request.init_image else ""
+        key = _digest(model_id, request.prompt, request.negative_prompt, seed, request.operation, request.width,
+                      request.height, request.aspect_ratio, request.steps, request.guidance_scale, request.strength,
+                      request.num_images, init)
+        with self._lock:
+            n = self._attempts.get(key, 0)
+            self._attempts[key] = n + 1
+        return n
 
     @staticmethod
     def _pick_seed(request: ImageRequest) -> int:
@@ -126,41 +169,47 @@ class SimProvider:
         width, height = _size(request, entry.native_megapixels)
         defects: list[str] = []
         strength = request.strength if request.strength is not None else 0.5
-        if request.operation == "img2img" and request.init_image is not None and strength < REFINE_BELOW:
-            return self._refine(request, rng, rates, width, height, strength)
+        quality = model_quality(entry, request.steps)
+        init = None
+        if request.operation == "img2img" and request.init_image is not None:
+            init = Image.open(io.BytesIO(request.init_image)).convert("RGB")
+            if init.size != (width, height):
+                init = init.resize((width, height), Image.Resampling.LANCZOS)
+            if strength < REFINE_BELOW:
+                return self._refine(init, rng, rates, strength, quality)
         texts = quoted_texts(request.prompt) or []
         if texts and rng.random() < rates["typo"]:
             texts = _misspell(texts, rng)
             defects.append("typo")
-        scene = draw_scene(width, height, texts, _digest(request.prompt, entry.id) % 2**32, seed)
-        if request.operation == "img2img" and request.init_image is not None:
-            init = Image.open(io.BytesIO(request.init_image)).convert("RGB").resize((width, height),
-                                                                                   Image.Resampling.LANCZOS)
+        spec = parse_scene(request.prompt, quoted_texts(request.prompt))
+        scene = draw_scene(spec, width, height, texts, quality, _digest(entry.id, request.prompt, seed) % 2**32)
+        if init is not None:
+            if _correlation(init, scene) < SAME_SCENE_CORRELATION:
+                return self._refine(init, rng, rates, strength, quality)
             keep = 1.0 - strength
-            radius = max(2.0, 0.02 * min(width, height))
+            radius = max(2.0, 0.03 * min(width, height))
             low_new = np.asarray(scene.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32)
             low_init = np.asarray(init.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32)
             arr = np.asarray(scene, dtype=np.float32) + keep * (low_init - low_new)
-            scene = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+            scene = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8))
         if rng.random() < rates["soft"]:
             scene = scene.filter(ImageFilter.GaussianBlur(max(2.0, 0.004 * min(width, height))))
             defects.append("soft")
         return scene, defects
 
-    def _refine(self, request: ImageRequest, rng: np.random.Generator, rates: dict[str, float], width: int,
-                height: int, strength: float) -> tuple[Image.Image, list[str]]:
-        """Low-strength image-to-image: keep the init image's content, sharpen it a little and drift its tone
-        (as real models do tile by tile); the label text is kept as it was."""
+    def _refine(self, init: Image.Image, rng: np.random.Generator, rates: dict[str, float], strength: float,
+                quality: float) -> tuple[Image.Image, list[str]]:
+        """Image-to-image that keeps the init image: its content stays, noise is smoothed and edges are crisped
+        (more so for a better model, never with halos), and its tone drifts a little with the strength."""
         import numpy as np
         from PIL import Image, ImageFilter
 
-        assert request.init_image is not None
-        init = Image.open(io.BytesIO(request.init_image)).convert("RGB").resize((width, height),
-                                                                               Image.Resampling.LANCZOS)
-        out = init.filter(ImageFilter.UnsharpMask(radius=2, percent=int(40 + 200 * strength), threshold=2))
-        drift = rng.normal(0.0, 40.0 * strength, 3).astype(np.float32)
+        width, height = init.size
+        out = init.filter(ImageFilter.MedianFilter(3)) if quality >= 0.45 else init
+        out = out.filter(ImageFilter.UnsharpMask(radius=1.2, percent=int(30 + 50 * quality), threshold=3))
+        drift = rng.normal(0.0, 10.0 * strength, 3).astype(np.float32)
         arr = np.asarray(out, dtype=np.float32) + drift[None, None, :]
-        out = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+        out = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8))
         defects = []
         if rng.random() < rates["soft"] * strength:
             out = out.filter(ImageFilter.GaussianBlur(max(1.5, 0.003 * min(width, height))))
@@ -176,8 +225,8 @@ class SimProvider:
         factor = float(request.options.get("factor", 4 if request.width is None else request.width / init.width))
         w = request.width or round(init.width * factor)
         h = request.height or round(init.height * factor)
-        out = init.resize((w, h), Image.Resampling.LANCZOS).filter(
-            ImageFilter.UnsharpMask(radius=2, percent=60, threshold=2)
+        out = init.resize((w, h), Image.Resampling.BICUBIC).filter(
+            ImageFilter.UnsharpMask(radius=1.5 * max(1.0, factor / 2), percent=50, threshold=2)
         )
         defects = []
         if rng.random() < rates["soft"]:
@@ -189,6 +238,18 @@ class SimProvider:
 def _digest(*parts: Any) -> int:
     h = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
     return int.from_bytes(h[:8], "big")
+
+
+def _correlation(a: Image.Image, b: Image.Image) -> float:
+    """Correlation of the two images' coarse grey layouts (48x48): near 1 for the same composition."""
+    import numpy as np
+    from PIL import Image
+
+    x = np.asarray(a.convert("L").resize((48, 48), Image.Resampling.BOX), dtype=np.float64).ravel()
+    y = np.asarray(b.convert("L").resize((48, 48), Image.Resampling.BOX), dtype=np.float64).ravel()
+    x, y = x - x.mean(), y - y.mean()
+    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return float((x * y).sum() / den) if den > 0 else 0.0
 
 
 def _size(request: ImageRequest, native_megapixels: float | None = None) -> tuple[int, int]:
@@ -227,66 +288,3 @@ def _misspell(texts: list[str], rng: np.random.Generator) -> list[str]:
     out = list(texts)
     out[idx] = s
     return out
-
-
-def draw_scene(width: int, height: int, texts: list[str], scene_seed: int, detail_seed: int) -> Image.Image:
-    """A studio product shot: gradient backdrop, floor, bottle, label with ``texts`` (one line each).
-
-    The composition and palette follow ``scene_seed`` (the prompt); ``detail_seed`` varies grain and highlights.
-    """
-    import numpy as np
-    from PIL import Image, ImageDraw, ImageFont
-
-    rng = np.random.default_rng(scene_seed)
-    drng = np.random.default_rng(detail_seed)
-    top = rng.integers(120, 230, 3)
-    bottom = rng.integers(40, 140, 3)
-    t = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
-    bg = (top[None, None, :] * (1 - t) + bottom[None, None, :] * t) * np.ones((1, width, 1), np.float32)
-    horizon = int(height * 0.72)
-    bg[horizon:] *= 0.8
-    grain = drng.normal(0, 3.0, (height, width, 1)).astype(np.float32)
-    img = Image.fromarray(np.clip(bg + grain, 0, 255).astype(np.uint8))
-    d = ImageDraw.Draw(img)
-    s = min(width, height)
-    cx = width // 2 + int(rng.integers(-width // 12, width // 12 + 1))
-    bw, bh = int(s * 0.46), int(s * 0.62)
-    x0, y0 = cx - bw // 2, horizon - bh
-    d.ellipse((x0 - s // 20, horizon - s // 40, x0 + bw + s // 20, horizon + s // 30), fill=(30, 30, 30))
-    body = tuple(int(c) for c in rng.integers(90, 200, 3))
-    d.rounded_rectangle((x0, y0, x0 + bw, horizon), radius=bw // 5, fill=body)
-    # metallic highlight stripes
-    for k, alpha in ((0.18, 60), (0.26, 35)):
-        hx = x0 + int(bw * k)
-        d.rectangle((hx, y0 + bw // 6, hx + max(2, bw // 30), horizon - bw // 8),
-                    fill=tuple(min(255, c + alpha) for c in body))
-    cap_w = int(bw * 0.45)
-    d.rounded_rectangle((cx - cap_w // 2, y0 - int(s * 0.08), cx + cap_w // 2, y0 + 4), radius=cap_w // 6,
-                        fill=tuple(int(c) for c in rng.integers(20, 80, 3)))
-    lx0, lx1 = x0 + int(bw * 0.06), x0 + bw - int(bw * 0.06)
-    ly0, ly1 = y0 + int(bh * 0.30), y0 + int(bh * 0.78)
-    d.rectangle((lx0, ly0, lx1, ly1), fill=(246, 244, 236))
-    ink = tuple(int(c) for c in rng.integers(10, 60, 3))
-    lines = texts or []
-    if not lines:
-        r = (ly1 - ly0) // 4
-        d.ellipse(((lx0 + lx1) // 2 - r, (ly0 + ly1) // 2 - r, (lx0 + lx1) // 2 + r, (ly0 + ly1) // 2 + r),
-                  outline=ink, width=max(2, r // 6))
-        return img
-    avail_w = (lx1 - lx0) * 0.86
-    avail_h = (ly1 - ly0) * 0.8 / len(lines)
-    size = int(min(avail_h * 0.8, s * 0.09))
-    longest = max(lines, key=len)
-    while size > 8:
-        font = ImageFont.load_default(size=size)
-        if d.textlength(longest, font=font) <= avail_w:
-            break
-        size -= 2
-    font = ImageFont.load_default(size=size)
-    total_h = len(lines) * size * 1.25
-    y = (ly0 + ly1) / 2 - total_h / 2
-    for line in lines:
-        w = d.textlength(line, font=font)
-        d.text(((lx0 + lx1) / 2 - w / 2, y), line, font=font, fill=ink)
-        y += size * 1.25
-    return img

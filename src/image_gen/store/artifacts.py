@@ -10,35 +10,98 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 PARAMS_CHUNK = "parameters"
 JSON_CHUNK = "image-gen"
 
+STATED_STEPS = 30
+"""``Steps`` written when neither the stage nor the catalog gives a step count (vendors that hide theirs)."""
+STATED_CFG = 7.0
+"""``CFG scale`` written when neither the stage nor the catalog gives a guidance scale."""
+
+_UNSAFE = re.compile(r"[,:\n\r\"]")
+
+
+def a1111_name(text: str) -> str:
+    """A value safe in the ``key: value, key: value`` line without quoting: ``sim:sd3.5-medium`` ->
+    ``sim-sd3.5-medium`` (colons become dashes, commas and line breaks spaces, quotes dropped)."""
+    out = text.replace(":", "-").replace(",", " ").replace("\n", " ").replace("\r", " ").replace('"', "")
+    return re.sub(r"\s+", " ", out).strip() or "unknown"
+
+
+def _a1111_value(value: Any) -> str:
+    """A value as A1111 writes it: quoted (JSON string) when it holds a comma, colon, quote or line break."""
+    text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, list | dict) else str(value)
+    return json.dumps(text) if _UNSAFE.search(text) else text
+
+
+@lru_cache(maxsize=256)
+def _catalog_defaults(model: str) -> tuple[str | None, int | None, float | None]:
+    """(provider, default steps, default guidance) of a catalog model, or Nones when it is not in the catalog."""
+    try:
+        from image_gen.catalog import SIM_PREFIX, Catalog
+
+        entry = Catalog.load().resolve(model)
+        base = Catalog.load().resolve(model[len(SIM_PREFIX):]) if model.startswith(SIM_PREFIX) else entry
+    except Exception:  # an unknown or user-defined model: nothing to add
+        return None, None, None
+    cfg = base.options.get("guidance_scale", base.options.get("cfg_scale"))
+    return entry.provider, base.default_steps, float(cfg) if isinstance(cfg, int | float) else None
+
+
+def a1111_fields(meta: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The settings line's ``(key, value)`` pairs, in A1111's order, always with Steps, Sampler, CFG scale, Seed,
+    Size and Model (stated defaults where the record gives none), then Denoising strength and our own keys."""
+    model = str(meta.get("model") or "none")
+    provider, default_steps, default_cfg = _catalog_defaults(model) if meta.get("model") else (None, None, None)
+    steps = meta.get("steps") or meta.get("default_steps") or default_steps
+    if steps is None:
+        steps = STATED_STEPS if meta.get("model") else 0
+    cfg = meta.get("guidance_scale")
+    if cfg is None:
+        cfg = default_cfg if default_cfg is not None else STATED_CFG if meta.get("model") else 0.0
+    sampler = meta.get("sampler") or meta.get("provider") or provider or ("sim" if meta.get("simulated") else None)
+    seed = meta.get("seed")
+    fields: list[tuple[str, Any]] = [
+        ("Steps", int(steps)),
+        ("Sampler", a1111_name(str(sampler or "unknown"))),
+        ("CFG scale", float(cfg)),
+        ("Seed", int(seed) if isinstance(seed, int) or (isinstance(seed, str) and seed.isdigit()) else -1),
+        ("Size", str(meta.get("size") or "0x0")),
+        ("Model", a1111_name(model)),
+    ]
+    if meta.get("strength") is not None:
+        fields.append(("Denoising strength", float(meta["strength"])))
+    if meta.get("stage"):
+        fields.append(("Stage", a1111_name(str(meta["stage"]))))
+    if meta.get("simulated"):
+        fields.append(("Simulated", "true"))
+    fields.append(("Generator", "image-gen"))
+    return fields
+
 
 def a1111_parameters(meta: dict[str, Any]) -> str:
-    """``prompt\\nNegative prompt: ...\\nSteps: 20, CFG scale: 6.0, Seed: 42, Size: 1024x1024, Model: ...``."""
+    """``prompt\\nNegative prompt: ...\\nSteps: 20, Sampler: X, CFG scale: 6.0, Seed: 42, Size: 1024x1024,
+    Model: ..., Denoising strength: 0.6, ...`` (the AUTOMATIC1111 format: the last line is ``key: value`` pairs
+    joined by ``, ``, a value holding a comma or colon quoted)."""
     lines = [str(meta.get("prompt", ""))]
     if meta.get("negative_prompt"):
         lines.append(f"Negative prompt: {meta['negative_prompt']}")
-    fields = []
-    for label, key in (("Steps", "steps"), ("CFG scale", "guidance_scale"), ("Seed", "seed"),
-                       ("Size", "size"), ("Model", "model"), ("Stage", "stage"), ("Denoising strength",
-                                                                                    "strength")):
-        if meta.get(key) is not None:
-            fields.append(f"{label}: {meta[key]}")
-    if meta.get("simulated"):
-        fields.append("Simulated: true")
-    fields.append("Generator: image-gen")
-    lines.append(", ".join(fields))
+    lines.append(", ".join(f"{k}: {_a1111_value(v)}" for k, v in a1111_fields(meta)))
     return "\n".join(lines)
 
 
 def encode_with_metadata(image: Any, meta: dict[str, Any]) -> bytes:
+    """PNG bytes of ``image`` with an A1111 ``parameters`` chunk and the full record as JSON (``image-gen``)."""
     from PIL.PngImagePlugin import PngInfo
 
+    meta = dict(meta)
+    meta.setdefault("size", f"{image.width}x{image.height}")
     info = PngInfo()
     info.add_text(PARAMS_CHUNK, a1111_parameters(meta))
     info.add_text(JSON_CHUNK, json.dumps(meta, sort_keys=True, default=str))
@@ -48,6 +111,7 @@ def encode_with_metadata(image: Any, meta: dict[str, Any]) -> bytes:
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
+    """The PNG's text chunks (``parameters``, ``image-gen``, ...)."""
     from PIL import Image
 
     with Image.open(path) as img:
