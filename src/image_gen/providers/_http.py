@@ -432,6 +432,15 @@ class DeadlineTransport(httpx.BaseTransport):
         self.inner.close()
 
 
+OVERSIZE = "over the pixel limit"
+"""What the message of an image refused for its size says (``is_oversize``)."""
+
+
+def is_oversize(exc: ProviderError) -> bool:
+    """Whether ``exc`` (from ``image_size``) refused an image for its size: fetching the same bytes again is futile."""
+    return OVERSIZE in str(exc)
+
+
 def image_size(data: bytes, vendor: str, what: str = "image") -> tuple[int, int]:
     """Open ``data`` under the pixel limit (``imaging.images.open_image``) and return its size.
 
@@ -442,9 +451,10 @@ def image_size(data: bytes, vendor: str, what: str = "image") -> tuple[int, int]
     try:
         img = open_image(data)
     except ImageRejected as exc:
+        kind = f"{OVERSIZE} (MAX_PIXELS, IMAGE_GEN_MAX_PIXELS)" if "limit" in str(exc) else "no readable image"
         raise Transient(
-            f"{vendor}: the {what} in the answer was rejected: {exc} ({len(data)} bytes); the vendor answered "
-            "and may have billed it",
+            f"{vendor}: the {what} in the answer was refused, {kind}: {exc} ({len(data)} bytes); the vendor "
+            "answered and may have billed it",
             maybe_billed=True,
         ) from None
     with img:

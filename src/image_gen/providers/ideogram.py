@@ -289,8 +289,8 @@ class IdeogramProvider(_http.HttpProvider):
                 data, (w, h) = _http.download_image(self.client, url, VENDOR, deadline)
             except Transient as exc:
                 last = exc
-                if not url:
-                    break
+                if not url or _http.is_oversize(exc):
+                    break  # nothing to fetch, or the same bytes would be refused again
                 continue
             return data, w, h, tries
         raise Transient(
