@@ -441,6 +441,18 @@ def is_oversize(exc: ProviderError) -> bool:
     return OVERSIZE in str(exc)
 
 
+def with_deadlines(client: httpx.Client) -> httpx.Client:
+    """``client`` with every transport it may use (its own and any proxy mounts) wrapped in ``DeadlineTransport``
+    (once). For clients handed to an SDK; httpx keeps these as private attributes (checked with httpx 0.28)."""
+    if not isinstance(client._transport, DeadlineTransport):
+        client._transport = DeadlineTransport(client._transport)
+    client._mounts = {
+        pattern: t if t is None or isinstance(t, DeadlineTransport) else DeadlineTransport(t)
+        for pattern, t in client._mounts.items()
+    }
+    return client
+
+
 def image_size(data: bytes, vendor: str, what: str = "image") -> tuple[int, int]:
     """Open ``data`` under the pixel limit (``imaging.images.open_image``) and return its size.
 

@@ -79,16 +79,10 @@ class GoogleProvider(_http.KeyedProvider):
         """The SDK's httpx client, every request of which runs under the call's deadline (``DeadlineTransport``).
 
         An injected client (``settings.http_client``) keeps its settings; its transport is wrapped once."""
-        injected = self.settings.http_client
-        if injected is None:
-            return httpx.Client(
-                transport=_http.DeadlineTransport(),
-                timeout=httpx.Timeout(self.settings.timeout_s, connect=self.settings.connect_timeout_s),
-            )
-        client: httpx.Client = injected
-        if not isinstance(client._transport, _http.DeadlineTransport):
-            client._transport = _http.DeadlineTransport(client._transport)
-        return client
+        client: httpx.Client = self.settings.http_client or httpx.Client(
+            timeout=httpx.Timeout(self.settings.timeout_s, connect=self.settings.connect_timeout_s)
+        )
+        return _http.with_deadlines(client)
 
     def _sdk(self, key: str) -> Any:
         with self._client_lock:
