@@ -86,6 +86,14 @@ class FakeVendor:
         self.oversize_size = oversize_size
         self.leaky_errors = leaky_errors
         """When True, error bodies echo the key the request carried (to prove clients keep keys out of messages)."""
+        self._defaults = {
+            "hang_s": hang_s,
+            "latency_s": latency_s,
+            "trickle_s": trickle_s,
+            "trickle_interval_s": trickle_interval_s,
+            "retry_after": retry_after,
+            "leaky_errors": leaky_errors,
+        }
         self.rate_download = 0.0
         """(Ideogram) probability that one fetch of a result URL fails (503, cut-off or garbage); later fetches
         draw again."""
@@ -202,17 +210,13 @@ class FakeVendor:
         return Counter(r.outcome for r in self.request_log)
 
     def reset(self) -> None:
-        """Clear the log and the faults, and put the fault settings back to their defaults."""
+        """Clear the log and the faults, and put the fault settings back to what the constructor set."""
         with self._lock:
             self.records.clear()
         self.faults.clear()
         self.rate_download = 0.0
-        self.hang_s = 2.0
-        self.latency_s = 0.0
-        self.trickle_s = 3.0
-        self.trickle_interval_s = 0.05
-        self.retry_after = "0"
-        self.leaky_errors = False
+        for name, value in self._defaults.items():
+            setattr(self, name, value)
 
     # -- reading requests ----------------------------------------------------------------------------
     @staticmethod

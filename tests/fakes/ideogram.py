@@ -114,6 +114,12 @@ class FakeIdeogram(FakeVendor):
         self.v3_prices = dict(V3_PRICES)
         super().__init__(*args, **kw)
 
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self.failing_downloads.clear()
+        self.download_failures = 1
+
     def routes(self) -> list[Route]:
         return [
             Route("/generate", self.generate, methods=["POST"]),
