@@ -8,6 +8,7 @@ matches the part after the API version (google-genai 3.6 sends ``/v1/``, older b
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 from typing import Any
 
@@ -16,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.fakes._server import Received, render_png, size_for_ratio
-from tests.fakes._vendor import FakeVendor
+from tests.fakes._vendor import BODY_FAULTS, FakeVendor
 
 IMAGE_MODELS = {"gemini-2.5-flash-image", "gemini-3.1-flash-image", "gemini-3-pro-image"}
 RETIRED = {"imagen-4.0-generate-001", "imagen-4.0-ultra-generate-001", "imagen-4.0-fast-generate-001"}
@@ -25,6 +26,18 @@ GEN_FIELDS = {"responseModalities", "seed", "imageConfig", "candidateCount", "te
 IMAGE_CONFIG = {"aspectRatio", "imageSize"}
 RATIOS = {"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"}
 SIZES = {"1K": 1.0, "2K": 4.0, "4K": 16.0}
+PRICES = {
+    "gemini-2.5-flash-image": 0.039,
+    "gemini-3.1-flash-image": 0.067,
+    "gemini-3-pro-image": 0.134,
+    "imagen-4.0-generate-001": 0.04,
+    "imagen-4.0-fast-generate-001": 0.02,
+    "imagen-4.0-ultra-generate-001": 0.06,
+}
+"""USD per output image (as in the catalog)."""
+SERVED_FAULTS = frozenset(
+    {"429", "500", "503", "hang", "slow", "trickle", "endless", "truncate", "garbage", "oversize", "filter"}
+)
 
 
 class Invalid(Exception):
@@ -43,7 +56,16 @@ class FakeGoogle(FakeVendor):
     def __init__(self, *args: Any, serve_imagen: bool = False, **kw: Any) -> None:
         self.serve_imagen = serve_imagen
         """Answer Imagen :predict calls instead of 404 (the wire format before the retirement)."""
+        self.prices = dict(PRICES)
+        self.plain_errors = False
+        """When True, error answers carry a body that is not in Google's ``{"error": {...}}`` shape (a proxy's)."""
         super().__init__(*args, **kw)
+
+    allowed_faults = SERVED_FAULTS
+
+    def reset(self) -> None:
+        super().reset()
+        self.plain_errors = False
 
     def routes(self) -> list[Route]:
         return [Route("/{version}/models/{target}", self.model_call, methods=["POST"])]
@@ -79,34 +101,37 @@ class FakeGoogle(FakeVendor):
                 f"{request.path_params['version']}, or is not supported for {method}.",
             )
         if method == "generateContent" and model in IMAGE_MODELS:
-            return await self._generate_content(rec, model)
+            return await self._generate_content(rec, model, request)
         if method == "predict" and model in RETIRED:
-            return await self._predict(rec)
+            return await self._predict(rec, request, model)
         return self._error(
             rec, 404, "NOT_FOUND", f"models/{model} is not found or not supported for {method}."
         )
 
-    async def _fault(self, rec: Received) -> Response | None:
-        fault = self.faults.next(("429", "500", "503", "hang", "filter", "truncate"))
+    async def _fault(self, rec: Received, request: Request) -> Response | None:
+        fault = self.next_fault()
         rec.fault = fault
         if fault == "429":
             return self._error(
                 rec,
                 429,
                 "RESOURCE_EXHAUSTED",
-                "Resource has been exhausted (e.g. check quota).",
+                "Resource has been exhausted (e.g. check quota)." + self.leak(request),
                 [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"}],
+                headers={"Retry-After": self.retry_after} if self.retry_after is not None else None,
             )
         if fault in ("500", "503"):
             status = "INTERNAL" if fault == "500" else "UNAVAILABLE"
-            return self._error(rec, int(fault), status, "The service is currently unavailable.")
+            return self._error(
+                rec, int(fault), status, "The service is currently unavailable." + self.leak(request)
+            )
         if fault == "hang":
             self.record(rec)
             rec.status = 504
             return await self.hang()
         return None
 
-    async def _generate_content(self, rec: Received, model: str) -> Response:
+    async def _generate_content(self, rec: Received, model: str, request: Request) -> Response:
         body = rec.json
         try:
             if not isinstance(body, dict):
@@ -141,11 +166,14 @@ class FakeGoogle(FakeVendor):
             return self._error(rec, 400, "INVALID_ARGUMENT", str(exc))
         if blobs:
             rec.files["inline_image"] = blobs[0]
-        bad = await self._fault(rec)
+        rec.model = model
+        bad = await self._fault(rec, request)
         if bad is not None:
             return bad
         self.record(rec)
         await self.pause()
+        # The model ran: billed per candidate (a safety-withheld image too, as the provider assumes).
+        self.bill(rec, self.prices.get(model, 0.0) * int(gen.get("candidateCount", 1) or 1))
         if rec.fault == "filter":
             rec.status = 200
             return JSONResponse(
@@ -159,10 +187,8 @@ class FakeGoogle(FakeVendor):
         w, h = (int(p) for p in ratio.split(":"))
         size = self.scaled(size_for_ratio(w, h, SIZES[img_cfg.get("imageSize", "1K")], multiple=16))
         data = render_png(texts[-1], size, base=blobs[0] if blobs else None, tag=f"google {model}")
-        if rec.fault == "truncate":
-            data = data[: len(data) * 6 // 10]
-        rec.status = 200
-        return JSONResponse(
+        data = self.image_for(rec.fault, data)
+        answer = json.dumps(
             {
                 "candidates": [
                     {
@@ -190,9 +216,11 @@ class FakeGoogle(FakeVendor):
                 "modelVersion": model,
                 "responseId": secrets.token_hex(8),
             }
-        )
+        ).encode()
+        wire = rec.fault if rec.fault in BODY_FAULTS else None
+        return await self.deliver(rec, wire, answer, "application/json")
 
-    async def _predict(self, rec: Received) -> Response:
+    async def _predict(self, rec: Received, request: Request, model: str) -> Response:
         body = rec.json
         try:
             if set(body) - {"instances", "parameters"}:
@@ -214,27 +242,39 @@ class FakeGoogle(FakeVendor):
                 raise Invalid(f"unknown parameters {sorted(set(params) - allowed)}")
         except (Invalid, KeyError, TypeError, IndexError) as exc:
             return self._error(rec, 400, "INVALID_ARGUMENT", str(exc))
-        bad = await self._fault(rec)
+        rec.model = model
+        bad = await self._fault(rec, request)
         if bad is not None:
             return bad
         self.record(rec)
-        if rec.fault == "filter":
+        if rec.fault == "filter":  # Imagen does not charge for filtered images
             rec.status = 200
             return JSONResponse({"predictions": [{"raiFilteredReason": "filtered by the safety filter"}]})
+        count = int(params.get("sampleCount", 1))
+        self.bill(rec, self.prices.get(model, 0.0) * count)
         w, h = (int(p) for p in params.get("aspectRatio", "1:1").split(":"))
         preds = []
-        for i in range(int(params.get("sampleCount", 1))):
+        for i in range(count):
             data = render_png(prompt, self.scaled(size_for_ratio(w, h, 1.0)), tag=f"imagen {i}")
+            data = self.image_for(rec.fault, data)
             preds.append({"bytesBase64Encoded": base64.b64encode(data).decode(), "mimeType": "image/png"})
-        rec.status = 200
-        return JSONResponse({"predictions": preds})
+        wire = rec.fault if rec.fault in BODY_FAULTS else None
+        return await self.deliver(rec, wire, json.dumps({"predictions": preds}).encode(), "application/json")
 
     def _error(
-        self, rec: Received, code: int, status: str, message: str, details: list[dict[str, Any]] | None = None
+        self,
+        rec: Received,
+        code: int,
+        status: str,
+        message: str,
+        details: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Response:
         rec.status = code
         self.record(rec)
+        if self.plain_errors:
+            return JSONResponse({"error": message, "code": code}, status_code=code, headers=headers)
         err: dict[str, Any] = {"code": code, "message": message, "status": status}
         if details:
             err["details"] = details
-        return JSONResponse({"error": err}, status_code=code)
+        return JSONResponse({"error": err}, status_code=code, headers=headers)

@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fakes._server import Received, render_png, size_for_ratio
-from tests.fakes._vendor import FakeVendor, truncated
+from tests.fakes._server import Received, garbage_bytes, render_png, size_for_ratio
+from tests.fakes._vendor import BODY_FAULTS, FakeVendor
 
 MODELS = {"V_1", "V_1_TURBO", "V_2", "V_2_TURBO", "V_2A", "V_2A_TURBO", "V_3", "AUTO"}
 RATIOS = {
@@ -79,6 +79,18 @@ V3_FIELDS = {
 NEGATIVE_OK = {"V_1", "V_1_TURBO", "V_2", "V_2_TURBO"}
 SPEEDS = {"FLASH", "TURBO", "BALANCED", "DEFAULT", "QUALITY"}
 MAGIC = {"AUTO", "ON", "OFF"}
+PRICES = {
+    "V_1_TURBO": 0.02,
+    "V_1": 0.06,
+    "V_2_TURBO": 0.05,
+    "V_2": 0.08,
+    "V_2A_TURBO": 0.025,
+    "V_2A": 0.04,
+    "AUTO": 0.08,
+    "UPSCALE": 0.06,
+}
+"""USD per output image (Ideogram's published prices, as in the catalog)."""
+V3_PRICES = {"FLASH": 0.03, "TURBO": 0.03, "BALANCED": 0.06, "DEFAULT": 0.06, "QUALITY": 0.09}
 
 
 class Invalid(Exception):
@@ -95,8 +107,18 @@ class FakeIdeogram(FakeVendor):
         self._inflight_lock = threading.Lock()
         self.files: dict[str, bytes] = {}
         self.expired: set[str] = set()
-        self.truncated_files: set[str] = set()
+        self.failing_downloads: dict[str, int] = {}
+        """Result tokens whose next N fetches are cut off (the ``download_fail`` fault)."""
+        self.download_failures = 1
+        self.prices = dict(PRICES)
+        self.v3_prices = dict(V3_PRICES)
         super().__init__(*args, **kw)
+
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self.failing_downloads.clear()
+        self.download_failures = 1
 
     def routes(self) -> list[Route]:
         return [
@@ -147,16 +169,28 @@ class FakeIdeogram(FakeVendor):
         )
         if token in self.expired or token not in self.files:
             rec.status = 403
+            rec.fault = "expired_url" if token in self.expired else None
             return Response(
                 "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
                 status_code=403,
                 media_type="application/xml",
             )
         data = self.files[token]
-        rec.status = 200
-        if token in self.truncated_files:
-            return Response(truncated(data), media_type="image/png")
-        return Response(data, media_type="image/png")
+        kind: str | None = None
+        with self._lock:
+            if self.failing_downloads.get(token, 0) > 0:
+                self.failing_downloads[token] -= 1
+                kind = "truncate"
+        if kind is None and self.rate_download and self.faults.random() < self.rate_download:
+            kind = ("503", "truncate", "garbage")[int(self.faults.random() * 3)]
+        if kind is not None:
+            rec.fault = f"download_{kind}"
+        if kind == "503":
+            rec.status = 503
+            return Response("<Error><Code>SlowDown</Code></Error>", status_code=503, media_type="application/xml")
+        if kind == "garbage":
+            data = garbage_bytes(self.faults.rng)
+        return await self.deliver(rec, "truncate" if kind == "truncate" else None, data, "image/png")
 
     # -- helpers -------------------------------------------------------------------------------------
     async def _multipart_legacy(self, request: Request, path: str, allowed: set[str]) -> Response:
@@ -306,12 +340,21 @@ class FakeIdeogram(FakeVendor):
         w, h = (int(p) for p in ratio.replace("x", "_").split("_"))
         return self.scaled(size_for_ratio(w, h, 1.0))
 
+    def price(self, req: dict[str, Any], v3: bool, upscale: bool) -> float:
+        """USD per image of this request, by model (V3: by rendering speed)."""
+        if upscale:
+            return self.prices["UPSCALE"]
+        if v3:
+            return self.v3_prices.get(str(req.get("rendering_speed", "DEFAULT")), self.v3_prices["DEFAULT"])
+        return self.prices.get(str(req.get("model", "V_2")), self.prices["V_2"])
+
     async def _answer(
         self, rec: Received, req: dict[str, Any], request: Request, *, v3: bool, base: bytes | None = None
     ) -> Response:
         n = int(req.get("num_images", 1))
-        fault = self.faults.next()
+        fault = self.next_fault()
         rec.fault = fault
+        rec.model = "V_3" if v3 else ("UPSCALE" if rec.path == "/upscale" else str(req.get("model", "V_2")))
         self.record(rec)
         with self._inflight_lock:
             over = self.inflight + n > self.max_inflight
@@ -320,6 +363,7 @@ class FakeIdeogram(FakeVendor):
                 self.peak_inflight = max(self.peak_inflight, self.inflight)
         if over or fault == "429_inflight":
             rec.status = 429
+            rec.fault = "429_inflight" if fault == "429_inflight" else None
             return JSONResponse(
                 {"reject_reason": "inflight_limit", "max_inflight_requests": self.max_inflight},
                 status_code=429,
@@ -328,15 +372,19 @@ class FakeIdeogram(FakeVendor):
             if fault == "429":
                 rec.status = 429
                 return JSONResponse(
-                    {"error": "Too many requests"}, status_code=429, headers={"Retry-After": "0"}
+                    {"error": "Too many requests" + self.leak(request)},
+                    status_code=429,
+                    headers={"Retry-After": self.retry_after} if self.retry_after is not None else None,
                 )
             if fault in ("500", "503"):
                 rec.status = int(fault)
-                return JSONResponse({"error": "internal error"}, status_code=int(fault))
+                return JSONResponse({"error": "internal error" + self.leak(request)}, status_code=int(fault))
             if fault == "hang":
                 rec.status = 504
                 return await self.hang()
             await self.pause()
+            # The generation runs: the vendor bills every image, filtered ones included.
+            self.bill(rec, self.price(req, v3, rec.path == "/upscale") * n)
             prompt = req["prompt"]
             magic = req.get("magic_prompt_option", "AUTO")
             shown = prompt if magic == "OFF" else f"{prompt}, cinematic studio lighting, ultra detailed"
@@ -347,11 +395,13 @@ class FakeIdeogram(FakeVendor):
                 token = secrets.token_hex(8)
                 safe = fault != "filter"
                 if safe:
-                    self.files[token] = render_png(prompt, size, base=base, tag=f"ideogram {rec.path} {i}")
+                    png = render_png(prompt, size, base=base, tag=f"ideogram {rec.path} {i}")
+                    self.files[token] = self.image_for("oversize" if fault == "oversize" else None, png)
                     if fault == "expired_url":
                         self.expired.add(token)
-                    if fault == "truncate":
-                        self.truncated_files.add(token)
+                    if fault == "download_fail":
+                        with self._lock:
+                            self.failing_downloads[token] = self.download_failures
                 data.append(
                     {
                         "url": f"{self.url}/files/{token}.png" if safe else "",
@@ -365,8 +415,10 @@ class FakeIdeogram(FakeVendor):
                         ),
                     }
                 )
-            rec.status = 200
-            return JSONResponse({"created": "2026-11-26T12:00:00Z", "data": data})
+            body = json.dumps({"created": "2026-11-26T12:00:00Z", "data": data}).encode()
+            if fault == "garbage":
+                body = garbage_bytes(self.faults.rng)
+            return await self.deliver(rec, fault if fault in BODY_FAULTS else None, body, "application/json")
         finally:
             with self._inflight_lock:
                 self.inflight -= n

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import secrets
 from typing import Any
 
@@ -18,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.fakes._server import Received, render_png, size_for_ratio
-from tests.fakes._vendor import FakeVendor, truncated
+from tests.fakes._vendor import BODY_FAULTS, FakeVendor
 
 MODELS = {"sd3.5-large", "sd3.5-large-turbo", "sd3.5-medium"}
 RATIOS = {"16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21"}
@@ -40,6 +41,20 @@ UPSCALE_FIELDS = {
 }
 
 
+PRICES = {
+    "sd3.5-large": 0.065,
+    "sd3.5-large-turbo": 0.04,
+    "sd3.5-medium": 0.035,
+    "upscale/fast": 0.02,
+    "upscale/conservative": 0.25,
+    "upscale/creative": 0.25,
+}
+"""USD per success (credits at $0.01, as in the catalog)."""
+SERVED_FAULTS = frozenset(
+    {"429", "500", "503", "hang", "slow", "trickle", "endless", "truncate", "garbage", "oversize", "filter"}
+)
+
+
 class Invalid(Exception):
     pass
 
@@ -51,7 +66,10 @@ class FakeStability(FakeVendor):
         self.creative_polls = creative_polls
         """How many polls answer 202 before the creative upscale is done (-1: never)."""
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.prices = dict(PRICES)
         super().__init__(*args, **kw)
+
+    allowed_faults = SERVED_FAULTS
 
     def routes(self) -> list[Route]:
         return [
@@ -121,6 +139,7 @@ class FakeStability(FakeVendor):
             w, h = (int(p) for p in f.get("aspect_ratio", "1:1").split(":"))
             size = self.scaled(size_for_ratio(w, h, 1.0))
             base = None
+        rec.model = f.get("model", "sd3.5-large")
         return await self._image(rec, request, f["prompt"], size, base, int(f.get("seed", "0") or 0))
 
     async def upscale(self, request: Request) -> Response:
@@ -145,12 +164,14 @@ class FakeStability(FakeVendor):
         factor = 4 if kind == "fast" else 2
         size = (iw * factor, ih * factor)
         prompt = rec.form.get("prompt", "upscaled")
+        rec.model = f"upscale/{kind}"
         if kind == "creative":
             fault = self.faults.next(("429", "500", "503", "hang"))
             rec.fault = fault
             self.record(rec)
             if fault:
-                return await self._fault(rec, fault)
+                return await self._fault(rec, fault, request)
+            self.bill(rec, self.prices[rec.model])  # the job is accepted: billed, whatever the polls see
             job = secrets.token_hex(16)
             self.jobs[job] = {
                 "polls": 0,
@@ -183,17 +204,19 @@ class FakeStability(FakeVendor):
             rec, request, job["prompt"], job["size"], job["base"], job["seed"], record=False
         )
 
-    async def _fault(self, rec: Received, fault: str) -> Response:
+    async def _fault(self, rec: Received, fault: str, request: Request) -> Response:
         if fault == "429":
             rec.status = 429
             return JSONResponse(
                 {
                     "id": secrets.token_hex(8),
                     "name": "rate_limit_exceeded",
-                    "errors": ["You have exceeded the rate limit of 150 requests within 10 seconds"],
+                    "errors": [
+                        "You have exceeded the rate limit of 150 requests within 10 seconds" + self.leak(request)
+                    ],
                 },
                 status_code=429,
-                headers={"Retry-After": "0"},
+                headers={"Retry-After": self.retry_after} if self.retry_after is not None else None,
             )
         if fault in ("500", "503"):
             rec.status = int(fault)
@@ -201,7 +224,7 @@ class FakeStability(FakeVendor):
                 {
                     "id": secrets.token_hex(8),
                     "name": "internal_error",
-                    "errors": ["An unexpected server error occurred"],
+                    "errors": ["An unexpected server error occurred" + self.leak(request)],
                 },
                 status_code=int(fault),
             )
@@ -218,29 +241,25 @@ class FakeStability(FakeVendor):
         seed: int,
         record: bool = True,
     ) -> Response:
-        fault = self.faults.next(("429", "500", "503", "hang", "truncate", "filter")) if record else None
+        fault = self.next_fault() if record else None
         rec.fault = fault
         if record:
             self.record(rec)
         if fault in ("429", "500", "503", "hang"):
-            return await self._fault(rec, fault)
+            return await self._fault(rec, fault, request)
         await self.pause()
+        if record:  # a synchronous generation ran: billed (content-filtered ones too)
+            self.bill(rec, self.prices.get(rec.model or "", 0.0))
         seed = seed or secrets.randbelow(4294967294) + 1
-        data = render_png(prompt, size, base=base, tag=f"stability {rec.path}")
+        data = self.image_for(fault, render_png(prompt, size, base=base, tag=f"stability {rec.path}"))
         finish = "CONTENT_FILTERED" if fault == "filter" else "SUCCESS"
         rid = secrets.token_hex(16)
-        rec.status = 200
+        wire = fault if fault in BODY_FAULTS else None
         if request.headers.get("accept") == "application/json":
-            return JSONResponse(
-                {"image": base64.b64encode(data).decode(), "finish_reason": finish, "seed": seed},
-                headers={"x-request-id": rid},
-            )
-        if fault == "truncate":
-            data = truncated(data)
-        return Response(
-            data,
-            media_type="image/png",
-            headers={"finish-reason": finish, "seed": str(seed), "x-request-id": rid},
+            body = json.dumps({"image": base64.b64encode(data).decode(), "finish_reason": finish, "seed": seed})
+            return await self.deliver(rec, wire, body.encode(), "application/json", {"x-request-id": rid})
+        return await self.deliver(
+            rec, wire, data, "image/png", {"finish-reason": finish, "seed": str(seed), "x-request-id": rid}
         )
 
     def _error(self, rec: Received, status: int, name: str, message: str, record: bool = True) -> Response:

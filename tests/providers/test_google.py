@@ -135,9 +135,11 @@ def test_faults_map_to_the_error_tree(
             ImageRequest(model="gemini-3-pro-image", vendor_model="gemini-3-pro-image", prompt=PROMPT)
         )
     assert len(fake_google.records) == 1  # the SDK's own retries are off
-    assert info.value.billed is (fault in ("truncate", "filter"))  # type: ignore[attr-defined]
+    assert info.value.billed is (fault == "filter")  # type: ignore[attr-defined]
+    assert info.value.maybe_billed is (fault == "truncate")  # type: ignore[attr-defined]
+    assert str(info.value).startswith("google: ") and len(str(info.value)) > 20
     if fault == "429":
-        assert info.value.retry_after == 1.0  # type: ignore[attr-defined]
+        assert info.value.retry_after == 0.0  # type: ignore[attr-defined]  # the Retry-After header
 
 
 def test_hang_is_transient(fake_google: FakeGoogle, monkeypatch: pytest.MonkeyPatch) -> None:

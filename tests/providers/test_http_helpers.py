@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -90,3 +91,123 @@ def test_weighted_limiter_times_out_as_rate_limited() -> None:
     lim.acquire(2)
     with pytest.raises(RateLimited):
         lim.acquire(1, timeout=0.05)
+
+
+# -- the call's deadline and cost flags (no server: httpx.MockTransport) -----------------------------------
+
+
+def _dripping(chunks: int, every_s: float) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        def body() -> Iterator[bytes]:
+            for _ in range(chunks):
+                time.sleep(every_s)
+                yield b"x" * 16
+
+        return httpx.Response(200, content=body())
+
+    return httpx.MockTransport(handler)
+
+
+def test_send_stops_a_dripping_body_at_the_deadline_even_without_a_socket() -> None:
+    client = httpx.Client(transport=_dripping(100, 0.05))
+    deadline = _http.Deadline(0.3)
+    started = time.monotonic()
+    with pytest.raises(Transient, match="timed out") as info:
+        _http.send(client, "GET", "http://vendor.test/x", deadline=deadline, vendor="v", what="GET /x")
+    assert time.monotonic() - started < 0.5
+    assert info.value.maybe_billed and not info.value.billed
+
+
+def test_send_returns_a_whole_answer_inside_the_deadline() -> None:
+    client = httpx.Client(transport=_dripping(4, 0.01))
+    resp = _http.send(client, "GET", "http://vendor.test/x", deadline=_http.Deadline(5), vendor="v", what="x")
+    assert resp.status_code == 200 and resp.content == b"x" * 64
+
+
+def test_send_after_the_deadline_sends_nothing() -> None:
+    sent: list[httpx.Request] = []
+    client = httpx.Client(transport=httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(200)))
+    deadline = _http.Deadline(0.0)
+    with pytest.raises(Transient, match="before it was sent") as info:
+        _http.send(client, "GET", "http://vendor.test/x", deadline=deadline, vendor="v", what="x")
+    assert sent == [] and not info.value.maybe_billed
+
+
+def test_send_caps_the_answer_size() -> None:
+    client = httpx.Client(transport=_dripping(10, 0.0))
+    with pytest.raises(Transient, match="passed 100 bytes") as info:
+        _http.send(
+            client, "GET", "http://vendor.test/x", deadline=_http.Deadline(5), vendor="v", what="x", max_bytes=100
+        )
+    assert info.value.maybe_billed
+
+
+@pytest.mark.parametrize(
+    ("exc", "maybe"),
+    [
+        (httpx.ConnectError("refused"), False),
+        (httpx.ConnectTimeout("slow connect"), False),
+        (httpx.WriteTimeout("slow upload"), False),
+        (httpx.ReadTimeout("no answer"), True),
+        (httpx.RemoteProtocolError("peer closed"), True),
+        (httpx.ReadError("reset"), True),
+    ],
+)
+def test_transport_failures_say_what_they_cost(exc: Exception, maybe: bool) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    with pytest.raises(Transient) as info:
+        _http.send(client, "POST", "http://vendor.test/x", deadline=_http.Deadline(5), vendor="v", what="x")
+    assert info.value.maybe_billed is maybe and info.value.billed is False
+
+
+def test_deadline_timeouts_never_exceed_the_time_left() -> None:
+    deadline = _http.Deadline(2.0, connect_s=10.0)
+    timeout = deadline.timeout()
+    assert timeout.read is not None and timeout.read <= 2.0
+    assert timeout.connect is not None and timeout.connect <= 2.0
+    assert deadline.sleep(0.01) is True and deadline.sleep(5.0) is False
+    assert _http.Deadline(5, connect_s=0.5).timeout().connect == 0.5
+
+
+def test_deadline_transport_passes_through_outside_a_scope_and_bounds_inside() -> None:
+    client = _http.with_deadlines(httpx.Client(transport=_dripping(40, 0.05)))
+    assert client.get("http://vendor.test/x").content == b"x" * 640  # no scope: untouched
+    started = time.monotonic()
+    with _http.deadline_scope(_http.Deadline(0.3), "g"), pytest.raises(Transient, match="timed out") as info:
+        client.get("http://vendor.test/x")
+    assert time.monotonic() - started < 0.5 and info.value.maybe_billed
+
+
+def test_error_messages_carry_the_vendor_text_without_keys() -> None:
+    body = {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "quota for key sk-secret-123 used"}}
+    resp = httpx.Response(429, json=body, headers={"Retry-After": "4"})
+    err = _http.error_from_status(resp, "v", secrets=("sk-secret-123",))
+    assert isinstance(err, RateLimited) and err.retry_after == 4.0
+    assert "RESOURCE_EXHAUSTED: quota for key *** used" in str(err) and "sk-secret" not in str(err)
+    assert str(err).startswith("v: HTTP 429 Too Many Requests")
+    plain = _http.error_from_status(httpx.Response(502, text="<html>bad   gateway</html>"), "v")
+    assert "HTTP 502" in str(plain) and "<html>bad gateway</html>" in str(plain)
+
+
+def test_unparseable_retry_after_is_none() -> None:
+    assert _http.parse_retry_after("soon") is None
+    assert _http.parse_retry_after("inf") is None
+    assert _http.parse_retry_after("-3") == 0.0
+
+
+def test_image_checks_use_the_pixel_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from image_gen.imaging import images
+    from tests.fakes import oversize_png, render_png
+
+    with pytest.raises(Transient) as info:
+        _http.image_size(oversize_png((50000, 50000)), "v")
+    assert info.value.maybe_billed and _http.is_oversize(info.value)
+    with pytest.raises(Transient) as info:
+        _http.image_size(b"<html>not an image</html>", "v")
+    assert info.value.maybe_billed and not _http.is_oversize(info.value)
+    monkeypatch.setattr(images, "MAX_PIXELS", 100)
+    with pytest.raises(Transient, match="over the limit of 100 pixels"):
+        _http.image_size(render_png("x", (20, 20)), "v")

@@ -235,7 +235,7 @@ def test_hang_past_the_read_timeout_is_transient(
     assert time.monotonic() - started < 1.5
 
 
-@pytest.mark.parametrize("fault", ["truncate", "expired_url"])
+@pytest.mark.parametrize("fault", ["oversize", "expired_url"])
 def test_bad_downloads_are_transient(
     provider: IdeogramProvider, fake_ideogram: FakeIdeogram, fault: str
 ) -> None:
@@ -243,6 +243,14 @@ def test_bad_downloads_are_transient(
     with pytest.raises(Transient) as info:
         provider.generate(ImageRequest(model="ideogram-v2a", vendor_model="V_2A", prompt=PROMPT))
     assert info.value.billed is True  # the vendor made (and charged for) the image; only the download failed
+    assert len(fake_ideogram.calls("/generate")) == 1  # fetched again at most, never generated again
+
+
+def test_cut_off_answer_may_have_been_billed(provider: IdeogramProvider, fake_ideogram: FakeIdeogram) -> None:
+    fake_ideogram.faults.force("truncate")
+    with pytest.raises(Transient, match="cut off") as info:
+        provider.generate(ImageRequest(model="ideogram-v2a", vendor_model="V_2A", prompt=PROMPT))
+    assert info.value.maybe_billed is True and info.value.billed is False
 
 
 def test_bad_key_is_refused_without_showing_it(

@@ -1,29 +1,39 @@
-"""Shared plumbing of the HTTP providers: client building, error mapping, image checks, limiters.
+"""Shared plumbing of the HTTP providers: the call's deadline, sending and reading under it, error mapping,
+image checks, limiters.
 
-Every vendor failure leaves this module as one of the contract's errors (``providers.base``)::
+Every vendor failure leaves this module as one of the contract's errors (``providers.base``), saying what it cost::
 
-    httpx.TimeoutException, httpx.TransportError  -> Transient
-    400 413 422                                    -> BadRequest   (vendors refine some into ContentFiltered)
-    401 403                                        -> AuthenticationFailed
-    402                                            -> BadRequest   ("no funds": retrying will not help)
-    408 5xx                                        -> Transient
-    429                                            -> RateLimited(retry_after from ``Retry-After``)
+    connect refused / connect, pool or write timeout     -> Transient                      (free: never sent)
+    read timeout, cut-off body, deadline passed          -> Transient(maybe_billed=True)   (sent; answer lost)
+    400 413 422                                          -> BadRequest   (vendors refine some into ContentFiltered)
+    401 403                                              -> AuthenticationFailed
+    402                                                  -> BadRequest   ("no funds": retrying will not help)
+    408 5xx                                              -> Transient                      (free: refused)
+    429                                                  -> RateLimited(retry_after from ``Retry-After``)
+    200 whose image is unreadable or over MAX_PIXELS     -> Transient(maybe_billed=True)
 
-Nothing here retries: the runner owns retries. Keys never leave the request headers they were put in.
+``ProviderSettings.timeout_s`` bounds a whole call (``Deadline``): waiting for a slot, connecting, sending, every
+read, result downloads and polling. ``send`` streams the answer and stops at the deadline even when the vendor
+keeps trickling bytes (each read waits at most the time left, and a timer shuts the socket at the deadline).
+
+Nothing here retries a generation: the runner owns retries. Keys never leave the request headers they were put
+in, and ``redact`` takes them out of any vendor text that reaches a message.
 """
 
 from __future__ import annotations
 
+import contextvars
 import email.utils
 import hashlib
-import io
+import json
 import math
 import os
+import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Any, ClassVar
 
 import httpx
@@ -38,9 +48,67 @@ from image_gen.providers.base import (
     Transient,
 )
 
+MAX_ANSWER_BYTES = 256 * 1024 * 1024
+"""The largest answer body read from a vendor; a larger one is ``Transient(maybe_billed=True)``."""
+
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.WriteTimeout,
+    httpx.WriteError,
+    httpx.UnsupportedProtocol,
+    httpx.ProxyError,
+    httpx.LocalProtocolError,
+)
+"""httpx failures that mean the request never reached the vendor whole: nothing can have been billed."""
+
+
+class Deadline:
+    """The time limit of one whole call: ``seconds`` from now. Every wait and read of the call fits inside it."""
+
+    def __init__(self, seconds: float, *, connect_s: float | None = None) -> None:
+        self.seconds = float(seconds)
+        self.connect_s = connect_s
+        self.started = time.monotonic()
+        self.end = self.started + self.seconds
+
+    @classmethod
+    def of(cls, settings: ProviderSettings) -> Deadline:
+        return cls(settings.timeout_s, connect_s=settings.connect_timeout_s)
+
+    def remaining(self) -> float:
+        return self.end - time.monotonic()
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def timeout(self) -> httpx.Timeout:
+        """Per-operation timeouts for the next request: each at most the time left (connect also at most
+        ``connect_s``)."""
+        left = max(0.001, self.remaining())
+        connect = left if self.connect_s is None else min(self.connect_s, left)
+        return httpx.Timeout(left, connect=connect)
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep ``seconds`` when the deadline leaves that much time (and return True); else return False at once."""
+        if seconds >= self.remaining():
+            return False
+        if seconds > 0:
+            time.sleep(seconds)
+        return True
+
+    def describe(self) -> str:
+        return f"timeout_s={self.seconds:g}"
+
 
 def build_client(settings: ProviderSettings) -> httpx.Client:
-    """The injected client, or a new one with the settings' connect/read timeouts (no redirects)."""
+    """The injected client, or a new one with the settings' connect/read timeouts (no redirects).
+
+    Every request of a call passes the call's own per-request timeouts (``Deadline.timeout``)."""
     if settings.http_client is not None:
         client: httpx.Client = settings.http_client
         return client
@@ -56,43 +124,82 @@ def parse_retry_after(value: str | None) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
         if parsed is None:
             return None
         seconds = parsed.timestamp() - time.time()
-    if math.isnan(seconds):
+    if math.isnan(seconds) or math.isinf(seconds):
         return None
     return max(0.0, seconds)
 
 
-def body_snippet(response: httpx.Response, limit: int = 300) -> str:
-    """The vendor's error text, shortened; JSON ``error``/``message``/``errors`` fields when present."""
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` with every given secret (of 4 characters or more) replaced by ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+def body_snippet(response: httpx.Response, limit: int = 300, secrets: Iterable[str | None] = ()) -> str:
+    """The vendor's error text, shortened and with keys removed: JSON ``error``/``message``/``errors`` fields when
+    present (``{"error": {"message", "status"}}`` too), else the start of the body."""
     try:
         data = response.json()
-    except ValueError:
-        return response.text[:limit].strip()
+    except (ValueError, UnicodeDecodeError, httpx.ResponseNotRead):
+        try:
+            text = response.text
+        except (UnicodeDecodeError, httpx.ResponseNotRead):
+            text = ""
+        return redact(" ".join(text[: limit * 2].split())[:limit], secrets)
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]
+    out = ""
     if isinstance(data, dict):
-        for key in ("error", "message", "detail", "errors", "name"):
-            if key in data and data[key]:
-                val = data[key]
-                return (", ".join(map(str, val)) if isinstance(val, list) else str(val))[:limit]
-    return str(data)[:limit]
+        for key in ("error", "message", "detail", "errors", "name", "reject_reason"):
+            val = data.get(key)
+            if not val:
+                continue
+            if isinstance(val, dict):
+                parts = [str(val[k]) for k in ("status", "message") if val.get(k)]
+                out = ": ".join(parts) if parts else json.dumps(val, default=str)
+            elif isinstance(val, list):
+                out = ", ".join(map(str, val))
+            else:
+                out = str(val)
+            break
+    if not out:
+        out = json.dumps(data, default=str)
+    return redact(" ".join(out.split())[:limit], secrets)
 
 
 def error_from_status(
-    response: httpx.Response, vendor: str, *, request_id: str | None = None
+    response: httpx.Response,
+    vendor: str,
+    *,
+    request_id: str | None = None,
+    secrets: Iterable[str | None] = (),
 ) -> ProviderError:
-    """Translate a non-2xx answer into the contract's error tree (the generic part; vendors refine it)."""
+    """Translate a non-2xx answer into the contract's error tree (the generic part; vendors refine it).
+
+    The message carries the HTTP status and the vendor's own error text (trimmed, keys removed); none of these
+    answers is billed."""
     status = response.status_code
-    detail = body_snippet(response)
-    msg = f"{vendor}: HTTP {status}: {detail}" if detail else f"{vendor}: HTTP {status}"
+    detail = body_snippet(response, secrets=secrets)
+    reason = response.reason_phrase or ""
+    head = f"{vendor}: HTTP {status}" + (f" {reason}" if reason else "")
+    msg = f"{head}: {detail}" if detail else head
     if status == 429:
         return RateLimited(
             msg, retry_after=parse_retry_after(response.headers.get("retry-after")), request_id=request_id
         )
     if status in (401, 403):
         return AuthenticationFailed(
-            f"{vendor}: the API key was refused (HTTP {status}); check the key in the environment",
+            f"{vendor}: the API key was refused (HTTP {status}); check the key in the environment"
+            + (f" ({detail})" if detail else ""),
             request_id=request_id,
         )
     if status == 402:
@@ -102,40 +209,285 @@ def error_from_status(
     return BadRequest(msg, request_id=request_id)
 
 
+def transport_error(exc: Exception, vendor: str, what: str, deadline: Deadline | None = None) -> Transient:
+    """An httpx failure as ``Transient``: free when the request never went out whole, else ``maybe_billed``."""
+    kind = type(exc).__name__
+    limit = f" ({deadline.describe()})" if deadline is not None else ""
+    if isinstance(exc, _NOT_SENT):
+        return Transient(f"{vendor}: {what}: the request could not be sent ({kind}: {exc}); not billed")
+    if isinstance(exc, httpx.TimeoutException):
+        return Transient(
+            f"{vendor}: {what} timed out: no answer within the call's deadline{limit}; the request reached the "
+            "vendor and may have been billed",
+            maybe_billed=True,
+        )
+    return Transient(
+        f"{vendor}: {what} failed after the request was sent ({kind}: {exc}); may have been billed",
+        maybe_billed=True,
+    )
+
+
 @contextmanager
-def transport_errors(vendor: str, what: str) -> Iterator[None]:
-    """Map httpx's own failures (timeouts, dropped connections, truncated bodies) to ``Transient``."""
+def transport_errors(vendor: str, what: str, deadline: Deadline | None = None) -> Iterator[None]:
+    """Map httpx's own failures raised inside the block (see ``transport_error``)."""
     try:
         yield
-    except httpx.TimeoutException as exc:
-        raise Transient(f"{vendor}: {what} timed out ({type(exc).__name__})") from exc
-    except httpx.TransportError as exc:
-        raise Transient(f"{vendor}: {what} failed: {type(exc).__name__}: {exc}") from exc
+    except httpx.HTTPError as exc:
+        raise transport_error(exc, vendor, what, deadline) from exc
+
+
+class _Overrun(Exception):
+    pass
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _stream_socket(extensions: dict[str, Any]) -> socket.socket | None:
+    stream = extensions.get("network_stream")
+    if stream is None:
+        return None
+    try:
+        sock = stream.get_extra_info("socket")
+    except Exception:  # noqa: BLE001 - a transport without sockets: no timer, the per-chunk check remains
+        return None
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _cut(sock: socket.socket, fired: threading.Event) -> None:
+    fired.set()
+    # The plain socket's shutdown (also for TLS sockets): a blocked read wakes up with end-of-file.
+    with suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def read_body(
+    chunks: Iterable[bytes],
+    extensions: dict[str, Any],
+    deadline: Deadline,
+    vendor: str,
+    what: str,
+    *,
+    error_status: bool = False,
+    max_bytes: int = MAX_ANSWER_BYTES,
+) -> bytes:
+    """Read a whole answer body (raw chunks) before the deadline.
+
+    A timer shuts the connection's socket at the deadline, so a vendor trickling bytes (or never ending) cannot
+    hold the call past it. A body that stops short, overruns the deadline or passes ``max_bytes`` is
+    ``Transient(maybe_billed=True)``; for an error status (``error_status``) what arrived is returned instead (the
+    status already says the vendor refused, at no cost)."""
+    fired = threading.Event()
+    sock = _stream_socket(extensions)
+    timer: threading.Timer | None = None
+    if sock is not None:
+        timer = threading.Timer(max(0.0, deadline.remaining()), _cut, (sock, fired))
+        timer.daemon = True
+        timer.start()
+    buf = bytearray()
+    try:
+        for chunk in chunks:
+            buf += chunk
+            if len(buf) > max_bytes:
+                raise _TooLarge
+            if deadline.expired():
+                raise _Overrun
+    except Exception as exc:
+        if error_status:
+            return bytes(buf)
+        if isinstance(exc, _TooLarge):
+            raise Transient(
+                f"{vendor}: {what}: the answer passed {max_bytes} bytes; may have been billed", maybe_billed=True
+            ) from None
+        if isinstance(exc, _Overrun) or fired.is_set() or deadline.expired():
+            raise Transient(
+                f"{vendor}: {what} timed out: the answer did not arrive within the call's deadline "
+                f"({deadline.describe()}; {len(buf)} bytes came); the request reached the vendor and may have "
+                "been billed",
+                maybe_billed=True,
+            ) from None
+        if isinstance(exc, httpx.HTTPError):
+            raise Transient(
+                f"{vendor}: {what}: the answer was cut off after {len(buf)} bytes ({type(exc).__name__}: {exc}); "
+                "may have been billed",
+                maybe_billed=True,
+            ) from exc
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+    return bytes(buf)
+
+
+def send(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    deadline: Deadline,
+    vendor: str,
+    what: str,
+    max_bytes: int = MAX_ANSWER_BYTES,
+    **kwargs: Any,
+) -> httpx.Response:
+    """Send one request and read its whole answer inside ``deadline``; the answer comes back read (any status).
+
+    Failures are the contract's ``Transient`` with the cost flags of ``transport_error`` and ``read_body``."""
+    if deadline.expired():
+        raise Transient(f"{vendor}: {what}: the call's deadline ({deadline.describe()}) passed before it was sent")
+    request = client.build_request(method, url, timeout=deadline.timeout(), **kwargs)
+    try:
+        response = client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        raise transport_error(exc, vendor, what, deadline) from exc
+    error_status = response.status_code >= 400
+    try:
+        raw = read_body(
+            response.iter_raw(),
+            response.extensions,
+            deadline,
+            vendor,
+            what,
+            error_status=error_status,
+            max_bytes=max_bytes,
+        )
+    finally:
+        response.close()
+    extensions = {k: v for k, v in response.extensions.items() if k != "network_stream"}
+    try:
+        return httpx.Response(
+            response.status_code, headers=response.headers, content=raw, request=request, extensions=extensions
+        )
+    except httpx.DecodingError as exc:
+        if error_status:
+            return httpx.Response(response.status_code, headers={}, content=b"", request=request)
+        raise Transient(
+            f"{vendor}: {what}: the answer's encoding did not decode ({exc}); may have been billed",
+            maybe_billed=True,
+        ) from exc
+
+
+_CALL_DEADLINE: contextvars.ContextVar[tuple[Deadline, str] | None] = contextvars.ContextVar(
+    "image_gen_call_deadline", default=None
+)
+
+
+@contextmanager
+def deadline_scope(deadline: Deadline, vendor: str) -> Iterator[Deadline]:
+    """Make ``deadline`` the one every ``DeadlineTransport`` request in this context runs under (SDK clients)."""
+    token = _CALL_DEADLINE.set((deadline, vendor))
+    try:
+        yield deadline
+    finally:
+        _CALL_DEADLINE.reset(token)
+
+
+class DeadlineTransport(httpx.BaseTransport):
+    """An httpx transport that runs each request under the current ``deadline_scope`` and reads the whole answer
+    inside it (as ``send`` does). For clients owned by an SDK (google-genai), which send on their own.
+
+    Failures are raised as the contract's ``Transient`` (with its cost flags); outside a scope it only passes
+    requests through."""
+
+    def __init__(self, inner: httpx.BaseTransport | None = None) -> None:
+        self.inner = inner or httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        current = _CALL_DEADLINE.get()
+        if current is None:
+            return self.inner.handle_request(request)
+        deadline, vendor = current
+        what = f"{request.method} {request.url.path}"
+        if deadline.expired():
+            raise Transient(f"{vendor}: {what}: the call's deadline ({deadline.describe()}) passed before it was sent")
+        left = max(0.001, deadline.remaining())
+        connect = left if deadline.connect_s is None else min(deadline.connect_s, left)
+        request.extensions = {
+            **request.extensions,
+            "timeout": {"connect": connect, "read": left, "write": left, "pool": left},
+        }
+        try:
+            response = self.inner.handle_request(request)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, vendor, what, deadline) from exc
+        stream = response.stream
+        assert isinstance(stream, httpx.SyncByteStream)
+        try:
+            raw = read_body(
+                stream, response.extensions, deadline, vendor, what, error_status=response.status_code >= 400
+            )
+        finally:
+            stream.close()
+        extensions = {k: v for k, v in response.extensions.items() if k != "network_stream"}
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=httpx.ByteStream(raw),
+            extensions=extensions,
+            request=request,
+        )
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+OVERSIZE = "over the pixel limit"
+"""What the message of an image refused for its size says (``is_oversize``)."""
+
+
+def is_oversize(exc: ProviderError) -> bool:
+    """Whether ``exc`` (from ``image_size``) refused an image for its size: fetching the same bytes again is futile."""
+    return OVERSIZE in str(exc)
+
+
+def with_deadlines(client: httpx.Client) -> httpx.Client:
+    """``client`` with every transport it may use (its own and any proxy mounts) wrapped in ``DeadlineTransport``
+    (once). For clients handed to an SDK; httpx keeps these as private attributes (checked with httpx 0.28)."""
+    if not isinstance(client._transport, DeadlineTransport):
+        client._transport = DeadlineTransport(client._transport)
+    client._mounts = {
+        pattern: t if t is None or isinstance(t, DeadlineTransport) else DeadlineTransport(t)
+        for pattern, t in client._mounts.items()
+    }
+    return client
 
 
 def image_size(data: bytes, vendor: str, what: str = "image") -> tuple[int, int]:
-    """Decode ``data`` fully; a body that does not decode (truncated, not an image) is ``Transient``."""
-    from PIL import Image, UnidentifiedImageError
+    """Open ``data`` under the pixel limit (``imaging.images.open_image``) and return its size.
+
+    Bytes that are no readable image, or an image over ``MAX_PIXELS`` (a decompression bomb), in an answer the
+    vendor sent with 200 are ``Transient(maybe_billed=True)``."""
+    from image_gen.imaging.images import ImageRejected, open_image
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            return img.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise Transient(f"{vendor}: the {what} did not decode ({len(data)} bytes): {exc}") from exc
+        img = open_image(data)
+    except ImageRejected as exc:
+        kind = f"{OVERSIZE} (MAX_PIXELS, IMAGE_GEN_MAX_PIXELS)" if "limit" in str(exc) else "no readable image"
+        raise Transient(
+            f"{vendor}: the {what} in the answer was refused, {kind}: {exc} ({len(data)} bytes); the vendor "
+            "answered and may have billed it",
+            maybe_billed=True,
+        ) from None
+    with img:
+        return img.size
 
 
-def download_image(client: httpx.Client, url: str, vendor: str) -> tuple[bytes, tuple[int, int]]:
-    """Fetch a result URL at once, without any credential; failures and expired links are ``Transient``."""
+def download_image(
+    client: httpx.Client, url: str, vendor: str, deadline: Deadline
+) -> tuple[bytes, tuple[int, int]]:
+    """Fetch a result URL once, without any credential, inside the call's deadline.
+
+    Failures (no URL, transport errors, expired links, bodies that are no image) are ``Transient``; the caller
+    decides what they cost (the generation behind a result URL was billed)."""
     if not url:
         raise Transient(f"{vendor}: the answer had no image URL")
-    with transport_errors(vendor, "downloading the result image"):
-        resp = client.get(url)
-        data = resp.content
+    resp = send(client, "GET", url, deadline=deadline, vendor=vendor, what="downloading the result image")
     if resp.status_code in (401, 403, 404, 410):
         raise Transient(f"{vendor}: the result URL has expired or is gone (HTTP {resp.status_code})")
     if resp.status_code >= 400:
         raise Transient(f"{vendor}: downloading the result image failed (HTTP {resp.status_code})")
+    data = resp.content
     return data, image_size(data, vendor, "downloaded image")
 
 
@@ -218,8 +570,9 @@ class RateWindow:
         self._starts: deque[float] = deque()
         self._lock = threading.Lock()
 
-    def wait(self) -> float:
-        """Block until a call may start; returns the seconds waited."""
+    def wait(self, deadline: Deadline | None = None) -> float:
+        """Block until a call may start; returns the seconds waited. With a ``deadline`` that leaves no time for
+        the wait, ``RateLimited`` (nothing was sent) with the wait as ``retry_after``."""
         waited = 0.0
         while True:
             with self._lock:
@@ -230,6 +583,12 @@ class RateWindow:
                     self._starts.append(now)
                     return waited
                 delay = self.period_s - (now - self._starts[0])
+            if deadline is not None and delay >= deadline.remaining():
+                raise RateLimited(
+                    f"local rate limit: {self.max_calls} calls in {self.period_s:g} s; the next start is "
+                    f"{delay:.2f} s away, past the call's deadline ({deadline.describe()}); not sent",
+                    retry_after=delay,
+                )
             time.sleep(delay)
             waited += delay
 
@@ -307,6 +666,25 @@ class KeyedProvider:
         if key is None:
             raise NotConfigured(self.missing_key or f"{self.name}: {self.key_env[0]} is not set")
         return key
+
+    def _deadline(self) -> Deadline:
+        """The deadline of a call starting now (``settings.timeout_s`` for the whole call)."""
+        return Deadline.of(self.settings)
+
+    @contextmanager
+    def _slot(self, deadline: Deadline) -> Iterator[None]:
+        """One of this provider's ``max_concurrency`` places, waited for at most until the deadline (then
+        ``RateLimited``: nothing was sent)."""
+        if not self._slots.acquire(timeout=max(0.0, deadline.remaining())):
+            raise RateLimited(
+                f"{self.name}: all {self.settings.max_concurrency} local places stayed busy past the call's "
+                f"deadline ({deadline.describe()}); not sent",
+                retry_after=1.0,
+            )
+        try:
+            yield
+        finally:
+            self._slots.release()
 
 
 class HttpProvider(KeyedProvider):

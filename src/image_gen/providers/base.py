@@ -132,11 +132,8 @@ class GeneratedImage:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_pil(self) -> Image.Image:
-        from PIL import Image
-
-        img = Image.open(io.BytesIO(self.data))
-        img.load()
-        return img
+        """The image, opened under the pixel limit (``imaging.images.open_image``; ``ImageRejected`` when not)."""
+        return decode_image(self.data)
 
 
 @dataclass
@@ -171,11 +168,11 @@ def encode_png(image: Image.Image) -> bytes:
 
 
 def decode_image(data: bytes) -> Image.Image:
-    from PIL import Image
+    """Open and load encoded image bytes under the pixel limit; ``ImageRejected`` (a ``ValueError``) for bytes that
+    are no readable image or an image over ``MAX_PIXELS``."""
+    from image_gen.imaging.images import open_image
 
-    img = Image.open(io.BytesIO(data))
-    img.load()
-    return img
+    return open_image(data)
 
 
 @dataclass
@@ -184,6 +181,7 @@ class ProviderSettings:
 
     base_url: str | None = None
     timeout_s: float = 60.0
+    """The deadline of one whole call: waiting for a place, connecting, sending, every read, downloads, polling."""
     connect_timeout_s: float = 10.0
     max_concurrency: int = 4
     options: dict[str, Any] = field(default_factory=dict)

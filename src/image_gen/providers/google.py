@@ -10,9 +10,14 @@
   SDK's own API client (same base URL, key header and error types). Imagen 4 is retired: a 404/NOT_FOUND for a
   retired catalog model raises ``BadRequest`` naming the catalog's successor.
 - Errors: ``google.genai.errors.APIError`` by code (400 -> BadRequest, or AuthenticationFailed when the key is
-  invalid; 401/403 -> AuthenticationFailed; 404 -> BadRequest; 429 -> RateLimited with the RetryInfo delay;
-  5xx -> Transient); httpx timeouts and dropped connections -> Transient. Safety finish reasons and blocked
-  prompts -> ContentFiltered. The SDK's own retries stay off (``retry_options`` unset: one attempt).
+  invalid; 401/403 -> AuthenticationFailed; 404 -> BadRequest; 429 -> RateLimited with ``Retry-After`` from the
+  HTTP header, else the body's RetryInfo delay; 5xx -> Transient). Messages carry the HTTP status, Google's error
+  status and message (or the start of any other body), trimmed and without the key. Safety finish reasons and
+  blocked prompts -> ContentFiltered. The SDK's own retries stay off (``retry_options`` unset: one attempt).
+- Deadline: ``settings.timeout_s`` bounds the whole call. The SDK's httpx client sends through
+  ``_http.DeadlineTransport``, which gives each request the time left and reads the whole answer inside it, so a
+  trickling or endless answer ends at the deadline (``Transient(maybe_billed=True)``, as do cut-off bodies,
+  unreadable JSON and unreadable or oversized images in a 200); connect failures are free ``Transient``.
 - Base URL: ``settings.base_url``, else the SDK's ``GOOGLE_GEMINI_BASE_URL``. Key: ``GEMINI_API_KEY`` or
   ``GOOGLE_API_KEY``. Cost: ``cost_usd=None`` (catalog price); token counts are recorded in the metadata.
 """
@@ -67,25 +72,32 @@ class GoogleProvider(_http.KeyedProvider):
     def __init__(self, settings: ProviderSettings | None = None) -> None:
         super().__init__(settings)
         self._client: Any = None
+        self._client_key: str | None = None
         self._client_lock = threading.Lock()
+
+    def _http_client(self) -> httpx.Client:
+        """The SDK's httpx client, every request of which runs under the call's deadline (``DeadlineTransport``).
+
+        An injected client (``settings.http_client``) keeps its settings; its transport is wrapped once."""
+        client: httpx.Client = self.settings.http_client or httpx.Client(
+            timeout=httpx.Timeout(self.settings.timeout_s, connect=self.settings.connect_timeout_s)
+        )
+        return _http.with_deadlines(client)
 
     def _sdk(self, key: str) -> Any:
         with self._client_lock:
-            if self._client is None:
+            tag = _http.key_fingerprint(key)
+            if self._client is None or self._client_key != tag:
                 from google import genai
                 from google.genai import types
 
                 http = types.HttpOptions(
                     base_url=self.settings.base_url or None,
-                    timeout=int(self.settings.timeout_s * 1000),
-                    httpx_client=self.settings.http_client
-                    or httpx.Client(
-                        timeout=httpx.Timeout(
-                            self.settings.timeout_s, connect=self.settings.connect_timeout_s
-                        )
-                    ),
+                    timeout=max(1, int(self.settings.timeout_s * 1000)),
+                    httpx_client=self._http_client(),
                 )
                 self._client = genai.Client(api_key=key, http_options=http)
+                self._client_key = tag
             return self._client
 
     # -- the contract --------------------------------------------------------------------------------
@@ -93,10 +105,11 @@ class GoogleProvider(_http.KeyedProvider):
         key = self._require_key()
         if request.operation == "upscale":
             raise BadRequest(f"google: {request.model} does not upscale")
-        client = self._sdk(key)
+        client = self._sdk(key)  # building the SDK client (imports) is no part of the call's time
+        deadline = self._deadline()
         opts = {**self.settings.options, **dict(request.options)}
         started = time.monotonic()
-        with self._slots, self._errors(request):
+        with self._slot(deadline), _http.deadline_scope(deadline, VENDOR), _ErrorMap(request, key):
             if request.vendor_model.startswith("imagen"):
                 result = self._imagen(client, request, opts)
             else:
@@ -152,11 +165,8 @@ class GoogleProvider(_http.KeyedProvider):
             for part in cand.content.parts if cand.content and cand.content.parts else []:
                 blob = part.inline_data
                 if blob is not None and blob.data:
-                    try:
-                        w, h = _http.image_size(blob.data, VENDOR)
-                    except Transient as exc:
-                        exc.billed = True  # the model answered (and billed); the image bytes were broken
-                        raise
+                    # A 200 whose image is unreadable or oversized: Transient(maybe_billed=True).
+                    w, h = _http.image_size(blob.data, VENDOR)
                     images.append(
                         GeneratedImage(
                             data=blob.data,
@@ -283,16 +293,14 @@ class GoogleProvider(_http.KeyedProvider):
         }
         return ImageResult(images=images, seed=None, cost_usd=None, metadata=meta)
 
-    # -- errors --------------------------------------------------------------------------------------
-    def _errors(self, request: ImageRequest) -> _ErrorMap:
-        return _ErrorMap(request)
 
 
 class _ErrorMap:
     """Context manager translating SDK and transport failures into the contract's error tree."""
 
-    def __init__(self, request: ImageRequest) -> None:
+    def __init__(self, request: ImageRequest, key: str) -> None:
         self.request = request
+        self.key = key
 
     def __enter__(self) -> None:
         return None
@@ -301,36 +309,63 @@ class _ErrorMap:
         if exc is None or isinstance(exc, ProviderError):
             return False
         from google.genai import errors
+        from pydantic import ValidationError
 
         if isinstance(exc, errors.APIError):
-            raise _api_error(exc, self.request) from exc
-        if isinstance(exc, httpx.TimeoutException):
-            raise Transient(f"google: the request timed out ({type(exc).__name__})") from exc
-        if isinstance(exc, httpx.TransportError):
-            raise Transient(f"google: the connection failed: {type(exc).__name__}: {exc}") from exc
+            raise _api_error(exc, self.request, self.key) from exc
+        if isinstance(exc, httpx.HTTPError):
+            raise _http.transport_error(exc, VENDOR, "the request") from exc
+        if isinstance(exc, json.JSONDecodeError | ValidationError | UnicodeDecodeError):
+            raise Transient(
+                f"google: the 200 answer could not be read ({type(exc).__name__}: "
+                f"{_http.redact(str(exc)[:200], (self.key,))}); the vendor may have billed it",
+                maybe_billed=True,
+            ) from exc
         if isinstance(exc, ValueError) and "mode" in str(exc):
-            raise BadRequest(f"google: the SDK refused the call: {exc}") from exc
+            raise BadRequest(f"google: the SDK refused the call: {_http.redact(str(exc), (self.key,))}") from exc
         return False
 
 
-def _api_error(exc: Any, request: ImageRequest) -> ProviderError:
-    code = int(getattr(exc, "code", 0) or 0)
+def _error_fields(exc: Any, response: httpx.Response | None, key: str) -> tuple[int, str, str]:
+    """HTTP status code, Google's error status (``RESOURCE_EXHAUSTED``) and message, from the SDK's error and,
+    where it found none (a body not in Google's shape), from the HTTP answer itself."""
+    code = int(getattr(exc, "code", 0) or 0) or (response.status_code if response is not None else 0)
     status = str(getattr(exc, "status", "") or "")
     message = str(getattr(exc, "message", "") or "")
-    text = f"google: {code} {status}: {message}".strip()
+    if response is not None:
+        if not message:
+            message = _http.body_snippet(response, secrets=(key,))
+        if not status and not message:
+            status = response.reason_phrase or ""
+    if status == message:
+        message = ""
+    return code, _http.redact(status, (key,)), _http.redact(" ".join(message.split())[:300], (key,))
+
+
+def _api_error(exc: Any, request: ImageRequest, key: str) -> ProviderError:
+    raw = getattr(exc, "response", None)
+    response = raw if isinstance(raw, httpx.Response) else None
+    code, status, message = _error_fields(exc, response, key)
+    text = f"google: HTTP {code}" + (f" {status}" if status else "") + (f": {message}" if message else "")
     details = json.dumps(getattr(exc, "details", None), default=str)
     if code in (401, 403) or "API_KEY_INVALID" in details or "API key not valid" in message:
-        return AuthenticationFailed("google: the API key was refused; check GEMINI_API_KEY / GOOGLE_API_KEY")
+        return AuthenticationFailed(
+            f"google: the API key was refused ({text.removeprefix('google: ')}); check GEMINI_API_KEY / "
+            "GOOGLE_API_KEY"
+        )
     if code == 404 or status == "NOT_FOUND":
         successor = _successor(request.model)
         if successor:
             return BadRequest(
-                f"google: {request.model} ({request.vendor_model}) is retired and no longer served; "
+                f"google: {request.model} ({request.vendor_model}) is retired and no longer served ({text}); "
                 f'use its successor {successor} (or set on_retired = "successor")'
             )
         return BadRequest(text)
     if code == 429:
-        return RateLimited(text, retry_after=_retry_delay(details))
+        retry_after = _http.parse_retry_after(response.headers.get("retry-after")) if response is not None else None
+        if retry_after is None:
+            retry_after = _retry_delay(details)
+        return RateLimited(text, retry_after=retry_after)
     if code == 408 or code >= 500:
         return Transient(text)
     return BadRequest(text)

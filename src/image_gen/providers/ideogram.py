@@ -14,8 +14,11 @@ Mapping from the contract to the wire (``https://api.ideogram.ai``, header ``Api
 - Magic Prompt is OFF unless ``options.magic_prompt`` says ``AUTO``/``ON`` (so label text stays as written);
   a rewritten prompt is recorded as ``metadata.rewritten_prompt`` beside ``metadata.prompt``.
 - ``negative_prompt`` is sent only to models that take it (not V_2A*); dropping it is recorded.
-- Result URLs are downloaded at once without the key; a failed, truncated or expired download is
-  ``Transient(billed=True)`` (the vendor charged for the image).
+- Result URLs are downloaded at once without the key, inside the call's deadline; a failed download is fetched
+  again (``options.download_attempts``, default 3, short doubling backoff), never generated again; when every
+  try fails it is ``Transient(billed=True)`` (the vendor charged for the image).
+- The whole call (local places, POST, answer, downloads) runs under ``settings.timeout_s`` (``_http.Deadline``);
+  an answer lost after sending (timeout, cut-off or non-JSON 200) is ``Transient(maybe_billed=True)``.
 - ``is_image_safe: false`` -> ``ContentFiltered(billed=True)``. 429 ``inflight_limit`` -> ``RateLimited``.
 - In-flight limit: one limiter per key in the process holds ``num_images`` places per request, capacity
   ``options.max_inflight`` (default 10), lowered to the vendor's ``max_inflight_requests`` when a 429 says so.
@@ -91,23 +94,33 @@ class IdeogramProvider(_http.HttpProvider):
     # -- the contract --------------------------------------------------------------------------------
     def generate(self, request: ImageRequest) -> ImageResult:
         key = self._require_key()
+        deadline = self._deadline()
         opts = self._options(request)
         endpoint, kwargs, sent = self._build(request, opts)
         limiter = _http.shared_limiter(VENDOR, key, int(opts.get("max_inflight", 10)))
         started = time.monotonic()
-        with self._slots, limiter.hold(max(1, request.num_images), timeout=self.settings.timeout_s):
-            with _http.transport_errors(VENDOR, f"POST {endpoint}"):
-                resp = self.client.post(
-                    self.base_url + endpoint, headers={"Api-Key": key, "Accept": "application/json"}, **kwargs
-                )
-                resp.read()
+        with self._slot(deadline), limiter.hold(max(1, request.num_images), timeout=max(0.0, deadline.remaining())):
+            resp = _http.send(
+                self.client,
+                "POST",
+                self.base_url + endpoint,
+                deadline=deadline,
+                vendor=VENDOR,
+                what=f"POST {endpoint}",
+                headers={"Api-Key": key, "Accept": "application/json"},
+                **kwargs,
+            )
             if resp.status_code >= 400:
-                raise self._error(resp, limiter)
+                raise self._error(resp, limiter, key)
         try:
             answer = resp.json()
-        except ValueError as exc:
-            raise Transient(f"ideogram: the answer was not JSON ({len(resp.content)} bytes)") from exc
-        result = self._result(request, answer, endpoint, sent)
+        except ValueError:
+            raise Transient(
+                f"ideogram: the 200 answer to POST {endpoint} was not JSON ({len(resp.content)} bytes: "
+                f"{_http.body_snippet(resp, 80, (key,))!r}); the vendor may have billed it",
+                maybe_billed=True,
+            ) from None
+        result = self._result(request, answer, endpoint, sent, deadline, opts)
         result.latency_s = time.monotonic() - started
         return result
 
@@ -233,12 +246,13 @@ class IdeogramProvider(_http.HttpProvider):
         return fields
 
     # -- answers -------------------------------------------------------------------------------------
-    def _error(self, resp: httpx.Response, limiter: _http.WeightedLimiter) -> ProviderError:
+    def _error(self, resp: httpx.Response, limiter: _http.WeightedLimiter, key: str) -> ProviderError:
         body: Any
         try:
             body = resp.json()
         except ValueError:
             body = None
+        retry_after = _http.parse_retry_after(resp.headers.get("retry-after"))
         if (
             resp.status_code == 429
             and isinstance(body, dict)
@@ -248,17 +262,53 @@ class IdeogramProvider(_http.HttpProvider):
             if isinstance(limit, int) and limit >= 1:
                 limiter.set_capacity(limit)
             return RateLimited(
-                f"ideogram: in-flight limit reached (max {limit} images in flight); not billed",
-                retry_after=_http.parse_retry_after(resp.headers.get("retry-after")),
+                f"ideogram: HTTP 429: in-flight limit reached (max {limit} images in flight); not billed",
+                retry_after=retry_after,
             )
         if resp.status_code == 422:
-            detail = body.get("error") if isinstance(body, dict) else resp.text[:200]
             return ContentFiltered(
-                f"ideogram: the prompt was rejected by the safety check: {detail}", billed=False
+                "ideogram: HTTP 422: the prompt was rejected by the safety check: "
+                + _http.body_snippet(resp, secrets=(key,)),
+                billed=False,
             )
-        return _http.error_from_status(resp, VENDOR)
+        return _http.error_from_status(resp, VENDOR, secrets=(key,))
 
-    def _result(self, request: ImageRequest, answer: Any, endpoint: str, sent: dict[str, Any]) -> ImageResult:
+    def _download(self, url: str, deadline: _http.Deadline, opts: dict[str, Any]) -> tuple[bytes, int, int, int]:
+        """Download one result image, fetching the URL again (``options.download_attempts``, default 3, with
+        ``options.download_backoff_s`` doubling, default 0.25 s) while the deadline allows. Never generates again:
+        when every try failed the image was still paid for, so the error is ``Transient(billed=True)``."""
+        attempts = max(1, int(opts.get("download_attempts", 3)))
+        backoff = float(opts.get("download_backoff_s", 0.25))
+        last: Transient | None = None
+        tries = 0
+        for attempt in range(attempts):
+            if attempt and not deadline.sleep(backoff * 2 ** (attempt - 1)):
+                break
+            tries += 1
+            try:
+                data, (w, h) = _http.download_image(self.client, url, VENDOR, deadline)
+            except Transient as exc:
+                last = exc
+                if not url or _http.is_oversize(exc):
+                    break  # nothing to fetch, or the same bytes would be refused again
+                continue
+            return data, w, h, tries
+        raise Transient(
+            f"ideogram: the generated image could not be downloaded ({tries} tries within "
+            f"{deadline.describe()}); last: {last}; the vendor billed the generation",
+            billed=True,
+            maybe_billed=False,
+        )
+
+    def _result(
+        self,
+        request: ImageRequest,
+        answer: Any,
+        endpoint: str,
+        sent: dict[str, Any],
+        deadline: _http.Deadline,
+        opts: dict[str, Any],
+    ) -> ImageResult:
         data = answer.get("data") if isinstance(answer, dict) else None
         if not isinstance(data, list) or not data:
             raise Transient("ideogram: the answer had no images")
@@ -269,18 +319,15 @@ class IdeogramProvider(_http.HttpProvider):
             if item.get("is_image_safe") is False:
                 unsafe += 1
                 continue
-            try:
-                payload, (w, h) = _http.download_image(self.client, item.get("url") or "", VENDOR)
-            except Transient as exc:
-                # The vendor answered 200 and charged for the image; only our copy failed.
-                exc.billed = True
-                raise
+            # The vendor answered 200 and charged for the image; only our copy can fail (then billed=True).
+            payload, w, h, tries = self._download(item.get("url") or "", deadline, opts)
             vendor_prompt = item.get("prompt")
             meta: dict[str, Any] = {
                 "is_image_safe": item.get("is_image_safe", True),
                 "resolution": item.get("resolution"),
                 "actual_size": f"{w}x{h}",
                 "style_type": item.get("style_type"),
+                "download_tries": tries,
             }
             if vendor_prompt and vendor_prompt != request.prompt:
                 meta["rewritten_prompt"] = vendor_prompt

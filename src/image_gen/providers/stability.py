@@ -9,8 +9,11 @@ Mapping from the contract to the wire (``https://api.stability.ai``, header ``au
   ``guidance_scale`` -> ``cfg_scale`` clamped to 1..10; ``steps`` is no API parameter (recorded as ignored).
 - ``upscale`` -> ``/v2beta/stable-image/upscale/{fast|conservative|creative}`` by ``vendor_model``
   (``upscale-fast`` ...). Creative is asynchronous: ``{id}``, then ``GET /v2beta/results/{id}`` every
-  ``options.poll_interval_s`` (2 s) until it is done or ``options.poll_timeout_s`` (300 s) passes
-  (then ``Transient`` with ``billed=True`` and the generation id, since the job was accepted).
+  ``options.poll_interval_s`` (2 s) until it is done or ``options.poll_timeout_s`` (300 s) or the call's
+  deadline passes (then ``Transient`` with ``billed=True`` and the generation id, since the job was accepted).
+  Give creative upscales a ``timeout_s`` long enough for the job: it bounds the whole call, polls included.
+- The whole call (local places, rate window, POST, answer, polls) runs under ``settings.timeout_s``; an answer lost
+  after sending (timeout, cut-off body, unreadable or oversized image in a 200) is ``Transient(maybe_billed=True)``.
 - ``finish-reason: CONTENT_FILTERED`` -> ``ContentFiltered(billed=True)`` (the vendor answered 200 with a
   blurred image; treated as billed so budgets stay conservative). 403 ``content_moderation`` ->
   ``ContentFiltered(billed=False)``.
@@ -63,17 +66,18 @@ class StabilityProvider(_http.HttpProvider):
         if request.num_images != 1:
             raise BadRequest("stability: one image per call (num_images must be 1)")
         self._rate = _http.shared_rate_window(VENDOR, key, int(opts.get("max_requests_per_10s", 150)), 10.0)
+        deadline = self._deadline()
         started = time.monotonic()
         vendor_model = request.vendor_model
         if request.operation == "upscale" or vendor_model in UPSCALERS:
-            result = self._upscale(request, opts, key)
+            result = self._upscale(request, opts, key, deadline)
         else:
-            result = self._sd3(request, opts, key)
+            result = self._sd3(request, opts, key, deadline)
         result.latency_s = time.monotonic() - started
         return result
 
     # -- SD3.5 ---------------------------------------------------------------------------------------
-    def _sd3(self, request: ImageRequest, opts: dict[str, Any], key: str) -> ImageResult:
+    def _sd3(self, request: ImageRequest, opts: dict[str, Any], key: str, deadline: _http.Deadline) -> ImageResult:
         model = request.vendor_model
         if model not in SD3_MODELS:
             raise BadRequest(
@@ -108,7 +112,7 @@ class StabilityProvider(_http.HttpProvider):
         files: dict[str, Any] = {k: (None, v) for k, v in fields.items()}
         if request.operation == "img2img":
             files["image"] = self._image_part(request.init_image or b"")
-        resp = self._post("/v2beta/stable-image/generate/sd3", files, key)
+        resp = self._post("/v2beta/stable-image/generate/sd3", files, key, deadline)
         result = self._image_answer(resp, "/v2beta/stable-image/generate/sd3")
         result.metadata["sent"] = {k: v for k, v in fields.items() if k != "prompt"}
         result.metadata["credits"] = CREDITS.get(model)
@@ -117,7 +121,9 @@ class StabilityProvider(_http.HttpProvider):
         return result
 
     # -- upscalers -----------------------------------------------------------------------------------
-    def _upscale(self, request: ImageRequest, opts: dict[str, Any], key: str) -> ImageResult:
+    def _upscale(
+        self, request: ImageRequest, opts: dict[str, Any], key: str, deadline: _http.Deadline
+    ) -> ImageResult:
         kind = UPSCALERS.get(request.vendor_model, str(opts.get("upscaler", "fast")))
         if kind not in UPSCALERS.values():
             raise BadRequest(f"stability: unknown upscaler {request.vendor_model!r}")
@@ -136,47 +142,56 @@ class StabilityProvider(_http.HttpProvider):
         files["image"] = self._image_part(request.init_image)
         endpoint = f"/v2beta/stable-image/upscale/{kind}"
         if kind != "creative":
-            result = self._image_answer(self._post(endpoint, files, key), endpoint)
+            result = self._image_answer(self._post(endpoint, files, key, deadline), endpoint)
         else:
-            result = self._creative(endpoint, files, key, opts)
+            result = self._creative(endpoint, files, key, opts, deadline)
         result.metadata["sent"] = {k: v for k, v in fields.items() if k != "prompt"}
         return result
 
-    def _creative(self, endpoint: str, files: dict[str, Any], key: str, opts: dict[str, Any]) -> ImageResult:
-        resp = self._post(endpoint, files, key, accept="application/json")
+    def _creative(
+        self, endpoint: str, files: dict[str, Any], key: str, opts: dict[str, Any], deadline: _http.Deadline
+    ) -> ImageResult:
+        resp = self._post(endpoint, files, key, deadline, accept="application/json")
         try:
             job_id = str(resp.json()["id"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise Transient("stability: the creative upscale answer had no generation id") from exc
+            raise Transient(
+                "stability: the creative upscale answer had no generation id; the vendor may have billed it",
+                maybe_billed=True,
+            ) from exc
         interval = float(opts.get("poll_interval_s", 2.0))
-        deadline = time.monotonic() + float(opts.get("poll_timeout_s", 300.0))
+        poll_deadline = time.monotonic() + float(opts.get("poll_timeout_s", 300.0))
         polls = 0
-        while True:
-            self._rate.wait()
-            with _http.transport_errors(VENDOR, "polling the creative upscale"):
-                poll = self.client.get(
+        try:
+            while True:
+                self._rate.wait(deadline)
+                poll = _http.send(
+                    self.client,
+                    "GET",
                     f"{self.base_url}/v2beta/results/{job_id}",
+                    deadline=deadline,
+                    vendor=VENDOR,
+                    what="polling the creative upscale",
                     headers={"authorization": f"Bearer {key}", "accept": "image/*"},
                 )
-                poll.read()
-            polls += 1
-            if poll.status_code == 200:
-                result = self._image_answer(poll, endpoint)
-                result.request_id = result.request_id or job_id
-                result.metadata.update(generation_id=job_id, polls=polls)
-                return result
-            if poll.status_code != 202:
-                err = self._error(poll)
-                err.request_id = job_id
-                err.billed = True
-                raise err
-            if time.monotonic() + interval > deadline:
-                raise Transient(
-                    f"stability: creative upscale {job_id} not done after {polls} polls (poll_timeout_s)",
-                    request_id=job_id,
-                    billed=True,
-                )
-            time.sleep(interval)
+                polls += 1
+                if poll.status_code == 200:
+                    result = self._image_answer(poll, endpoint)
+                    result.request_id = result.request_id or job_id
+                    result.metadata.update(generation_id=job_id, polls=polls)
+                    return result
+                if poll.status_code != 202:
+                    raise self._error(poll, key)
+                if time.monotonic() + interval > poll_deadline or not deadline.sleep(interval):
+                    raise Transient(
+                        f"stability: creative upscale {job_id} not done after {polls} polls (poll_timeout_s "
+                        f"or the call's deadline, {deadline.describe()})",
+                    )
+        except ProviderError as exc:
+            # The job was accepted: the vendor bills it whatever happens to our polls.
+            exc.request_id = exc.request_id or job_id
+            exc.billed, exc.maybe_billed = True, False
+            raise
 
     # -- wire helpers --------------------------------------------------------------------------------
     @staticmethod
@@ -189,39 +204,43 @@ class StabilityProvider(_http.HttpProvider):
         return ("image.png" if mime == "image/png" else "image.jpg", data, mime)
 
     def _post(
-        self, endpoint: str, files: dict[str, Any], key: str, accept: str = "image/*"
+        self, endpoint: str, files: dict[str, Any], key: str, deadline: _http.Deadline, accept: str = "image/*"
     ) -> httpx.Response:
-        with self._slots:
-            self._rate.wait()
-            with _http.transport_errors(VENDOR, f"POST {endpoint}"):
-                resp = self.client.post(
-                    self.base_url + endpoint,
-                    headers={"authorization": f"Bearer {key}", "accept": accept},
-                    files=files,
-                )
-                resp.read()
+        with self._slot(deadline):
+            self._rate.wait(deadline)
+            resp = _http.send(
+                self.client,
+                "POST",
+                self.base_url + endpoint,
+                deadline=deadline,
+                vendor=VENDOR,
+                what=f"POST {endpoint}",
+                headers={"authorization": f"Bearer {key}", "accept": accept},
+                files=files,
+            )
         if resp.status_code >= 400:
-            raise self._error(resp)
+            raise self._error(resp, key)
         return resp
 
     @staticmethod
-    def _error(resp: httpx.Response) -> ProviderError:
+    def _error(resp: httpx.Response, key: str) -> ProviderError:
         try:
             body = resp.json()
         except ValueError:
             body = {}
         name = body.get("name") if isinstance(body, dict) else None
-        errors = body.get("errors") if isinstance(body, dict) else None
-        detail = "; ".join(map(str, errors)) if isinstance(errors, list) else resp.text[:200]
         rid = body.get("id") if isinstance(body, dict) else None
         if name == "content_moderation":
             return ContentFiltered(
-                f"stability: content moderation refused the request: {detail}", request_id=rid
+                f"stability: HTTP {resp.status_code}: content moderation refused the request: "
+                + _http.body_snippet(resp, secrets=(key,)),
+                request_id=rid,
             )
         if resp.status_code == 413:
-            return BadRequest(f"stability: request too large: {detail}", request_id=rid)
-        err = _http.error_from_status(resp, VENDOR, request_id=rid)
-        return err
+            return BadRequest(
+                "stability: HTTP 413: request too large: " + _http.body_snippet(resp, secrets=(key,)), request_id=rid
+            )
+        return _http.error_from_status(resp, VENDOR, request_id=rid, secrets=(key,))
 
     @staticmethod
     def _image_answer(resp: httpx.Response, endpoint: str) -> ImageResult:
@@ -232,8 +251,11 @@ class StabilityProvider(_http.HttpProvider):
                 import base64
 
                 data = base64.b64decode(body.get("image") or body.get("result") or "")
-            except (ValueError, TypeError) as exc:
-                raise Transient("stability: the JSON answer did not hold an image") from exc
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise Transient(
+                    "stability: the 200 JSON answer did not hold an image; the vendor may have billed it",
+                    maybe_billed=True,
+                ) from exc
             finish = str(body.get("finish_reason", "SUCCESS"))
             seed_text = body.get("seed")
         else:
@@ -252,7 +274,7 @@ class StabilityProvider(_http.HttpProvider):
         try:
             w, h = _http.image_size(data, VENDOR)
         except Transient as exc:
-            exc.billed, exc.request_id = True, rid  # answered 200 (billed); the body did not arrive whole
+            exc.request_id = rid  # answered 200: maybe_billed (unreadable or oversized image)
             raise
         seed = int(seed_text) if seed_text not in (None, "") else None
         meta: dict[str, Any] = {
