@@ -36,6 +36,13 @@ def _error(kind: str, message: str, as_json: bool, *, file: str | None = None, f
         click.echo(f"error: {message}", err=True)
 
 
+def _bare(exc: Any) -> str:
+    """An InputError's message without the "file: field: " prefix (JSON carries those apart)."""
+    text = str(exc)
+    where = ": ".join(p for p in (exc.file, exc.field) if p)
+    return text[len(where) + 2:] if where and text.startswith(where + ": ") else text
+
+
 def _interrupted(exc: KeyboardInterrupt, as_json: bool) -> None:
     from image_gen.cli._render import LIVE_RUNS
 
@@ -74,7 +81,7 @@ def run_cli(group: click.Group, argv: list[str] | None) -> Any:
         _interrupted(exc, as_json)
         sys.exit(EXIT_INTERRUPTED)
     except InputError as exc:
-        _error(type(exc).__name__, str(exc), as_json, file=exc.file, field=exc.field)
+        _error(type(exc).__name__, _bare(exc), as_json, file=exc.file, field=exc.field)
         sys.exit(exc.exit_code)
     except ImageGenError as exc:
         _error(type(exc).__name__, str(exc), as_json)
