@@ -81,7 +81,7 @@ def run_cli(group: click.Group, argv: list[str] | None) -> Any:
         _interrupted(exc, as_json)
         sys.exit(EXIT_INTERRUPTED)
     except InputError as exc:
-        _error(type(exc).__name__, _bare(exc), as_json, file=exc.file, field=exc.field)
+        _error(type(exc).__name__, _bare(exc) if as_json else str(exc), as_json, file=exc.file, field=exc.field)
         sys.exit(exc.exit_code)
     except ImageGenError as exc:
         _error(type(exc).__name__, str(exc), as_json)

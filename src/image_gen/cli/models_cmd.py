@@ -31,23 +31,26 @@ def models(config_path: str | None, show_all: bool, as_json: bool) -> None:
         return
     from image_gen.cli._render import console, fixed, table
 
-    t = table()
-    t.add_column("id", **fixed([e.id for e in entries], "id"))
-    t.add_column("provider", **fixed([e.provider for e in entries], "provider"))
-    t.add_column("price", no_wrap=True)
-    t.add_column("read on", no_wrap=True)
-    t.add_column("s", no_wrap=True, justify="right")
-    t.add_column("status", no_wrap=False, overflow="fold", min_width=6)
-    t.add_column("aliases", overflow="fold", ratio=1)
+    cells = []
     for e in entries:
         if e.price_per_megapixel is not None:
             price = f"${e.price_per_megapixel}/MP"
         else:
             price = f"${e.price_per_image}/img" if e.price_per_image is not None else "-"
-        status = f"retired {e.retired_on} -> {e.successor}" if e.retired else "active"
-        t.add_row(e.id, e.provider, price, e.price_read_on or "-", f"{e.latency_s:g}", status,
-                  ", ".join(e.aliases) or "-")
+        cells.append([e.id, e.provider, price, e.price_read_on or "-", f"{e.latency_s:g}",
+                      "retired" if e.retired else "active"])
+    t = table()
+    for i, head in enumerate(("id", "provider", "price", "read on", "s", "status")):
+        t.add_column(head, justify="right" if head == "s" else "left", **fixed([c[i] for c in cells], head))
+    for c in cells:
+        t.add_row(*c)
     console().print(t)
+    for e in entries:  # ids in full, as plain lines (a terminal wraps them; nothing is cut)
+        if e.retired:
+            click.echo(f"{e.id}: retired on {e.retired_on}; successor {e.successor or '(none named)'}")
+    aliases = [f"{a} = {e.id}" for e in entries for a in e.aliases]
+    if aliases:
+        click.echo("aliases: " + ", ".join(aliases))
     if not show_all:
         retired = sum(e.retired for e in cat.entries.values())
         if retired:

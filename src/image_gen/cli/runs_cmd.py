@@ -142,19 +142,16 @@ def list_runs(search: str | None, status: str | None, model: str | None, config:
     if not data:
         click.echo("no runs match", err=True)
         return
+    cells = [[d["run_id"], d["status"], qa_word(d["qa_passed"]), f"{d['cost_usd']:.4f}", f"{d['latency_s']:.1f}",
+              d["created_at"].strftime("%m-%d %H:%M") if d["created_at"] else "-", "yes" if d["simulated"] else "-"]
+             for d in data]
     t = table()
-    t.add_column("run", **fixed([d["run_id"] for d in data], "run"))
-    t.add_column("status", **fixed([d["status"] for d in data], "status"))
-    t.add_column("QA", no_wrap=True)
-    t.add_column("cost $", no_wrap=True, justify="right")
-    t.add_column("s", no_wrap=True, justify="right")
-    t.add_column("created", no_wrap=True)
-    t.add_column("prompt", no_wrap=True, overflow="ellipsis", ratio=1, min_width=8)
-    for d in data:
-        sim = " (sim)" if d["simulated"] else ""
-        created = d["created_at"].strftime("%m-%d %H:%M") if d["created_at"] else "-"
-        t.add_row(d["run_id"], d["status"], qa_word(d["qa_passed"]), f"{d['cost_usd']:.4f}",
-                  f"{d['latency_s']:.1f}", created, escape(d["prompt"]) + sim)
+    for i, head in enumerate(("run", "status", "QA", "cost $", "s", "created", "sim")):
+        t.add_column(head, justify="right" if head in ("cost $", "s") else "left",
+                     **fixed([c[i] for c in cells], head))
+    t.add_column("prompt", no_wrap=True, overflow="ellipsis")  # the one column that may be shortened
+    for c, d in zip(cells, data, strict=True):
+        t.add_row(*c, escape(d["prompt"]))
     console().print(t)
 
 
@@ -172,17 +169,18 @@ def _show(rec: dict[str, Any]) -> None:
     con.print(f"cost ${rec['cost_usd']:.4f}  latency {rec['latency_s']:.2f}s  QA {qa_word(rec['qa_passed'])}")
     for s in rec["stages"]:
         p = s["params"] or {}
-        bits = [f"seed {s['seed']}" if s["seed"] is not None else None,
+        bits = [f"QA {qa_word(None if s['qa'] is None else bool(s['qa'].get('passed')))}",
+                f"seed {s['seed']}" if s["seed"] is not None else None,
                 f"steps {p['steps']}" if p.get("steps") is not None else None,
                 f"guidance {p['guidance_scale']}" if p.get("guidance_scale") is not None else None,
                 f"{p['width']}x{p['height']}" if p.get("width") and p.get("height") else None,
                 f"upscale {p['upscale']}" if p.get("upscale") else None,
-                f"${s['cost_usd']:.4f}", f"{s['latency_s']:.2f}s", f"calls {len(s['calls'])}",
-                f"QA {qa_word(None if s['qa'] is None else bool(s['qa'].get('passed')))}"]
+                f"${s['cost_usd']:.4f}", f"{s['latency_s']:.2f}s", f"calls {len(s['calls'])}"]
         hit = " cache-hit" if s["cache_hit"] else ""
-        provider = f" ({s['provider']})" if s["provider"] else ""
-        con.print(f"  [{s['idx']}] {s['stage']}: {s['model']}{provider} {s['status']}{hit}  "
-                  + "  ".join(b for b in bits if b), overflow="fold")
+        shown_provider = s["provider"] and not str(s["model"]).startswith(f"{s['provider']}:")
+        provider = f" ({s['provider']})" if shown_provider else ""
+        con.print(f"  [{s['idx']}] {s['stage']}: {s['model']}{provider} {s['status']}{hit}")
+        con.print("      " + "  ".join(b for b in bits if b))
         if s["artifact_sha256"]:
             con.print(f"      artifact {s['artifact_sha256']}")
         if s["reason"]:
@@ -246,17 +244,15 @@ def compare(run_ids: tuple[str, ...], workspace: str | None, registry_url: str |
     from image_gen.cli._render import console, fixed, table
 
     con = console()
+    cells = [[r["run_id"], r["status"], qa_word(r["qa_passed"]), f"{r['cost_usd']:.4f}", f"{r['latency_s']:.2f}",
+              str(r["calls"])] for r in rows]
     t = table()
-    t.add_column("run", **fixed([r["run_id"] for r in rows], "run"))
-    t.add_column("status", **fixed([r["status"] for r in rows], "status"))
-    t.add_column("QA", no_wrap=True)
-    t.add_column("cost $", no_wrap=True, justify="right")
-    t.add_column("s", no_wrap=True, justify="right")
-    t.add_column("calls", no_wrap=True, justify="right")
-    t.add_column("prompt", no_wrap=True, overflow="ellipsis", ratio=1, min_width=8)
-    for r in rows:
-        t.add_row(r["run_id"], r["status"], qa_word(r["qa_passed"]), f"{r['cost_usd']:.4f}",
-                  f"{r['latency_s']:.2f}", str(r["calls"]), escape(r["prompt"]))
+    for i, head in enumerate(("run", "status", "QA", "cost $", "s", "calls")):
+        t.add_column(head, justify="right" if head in ("cost $", "s", "calls") else "left",
+                     **fixed([c[i] for c in cells], head))
+    t.add_column("prompt", no_wrap=True, overflow="ellipsis")  # the one column that may be shortened
+    for c, r in zip(cells, rows, strict=True):
+        t.add_row(*c, escape(r["prompt"]))
     con.print(t)
     for r in rows:  # stage models in full, one line per run (wrapped by the terminal, never cut)
         click.echo(f"{r['run_id']}: {' > '.join(r['stages'])}")
