@@ -231,3 +231,10 @@ def test_upscale_announces_its_calls_before_it_starts(tmp_path: Path) -> None:
     head = r.stderr.splitlines()[0]
     assert head.startswith("upscale: 9 calls, about $0.3150"), r.stderr
     assert r.json()["run"]["provider_calls"] == 9
+
+
+def test_a_registry_url_naming_no_database_is_bad_input_for_readers(tmp_path: Path) -> None:
+    db = tmp_path / "none.db"
+    r = invoke("runs", "list", "--registry-url", f"sqlite:///{db}", "--json")
+    assert r.code == 2 and json.loads(r.stderr)["error"]["field"] == "--registry-url"
+    assert not db.exists()

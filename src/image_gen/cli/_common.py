@@ -185,6 +185,9 @@ def existing_workspace(workspace: str | None, registry_url: str | None) -> Works
     ws = workspace_of(workspace, registry_url)
     if not ws.registry_url and not ws.root.is_dir():
         raise InputError(f"no such folder: {ws.root}", field="--workspace")
+    url = ws.registry_url or ""
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:" and not Path(url[len("sqlite:///"):]).is_file():
+        raise InputError(f"no SQLite registry at {url[len('sqlite:///'):]}", field="--registry-url")
     ws.existing_registry()
     return ws
 

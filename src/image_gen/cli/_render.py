@@ -105,6 +105,15 @@ def fixed(values: list[str], header: str) -> dict[str, Any]:
     return {"no_wrap": True, "overflow": "ignore", "min_width": max([len(header), *map(len, values)])}
 
 
+def wrapped(text: str, indent: str = "    ") -> str:
+    """A plain line wrapped at the terminal's width (COLUMNS) between words, never inside an id."""
+    import textwrap
+
+    width = shutil.get_terminal_size((80, 24)).columns
+    return "\n".join(textwrap.wrap(text, width=max(width, 40), subsequent_indent=indent, break_long_words=False,
+                                    break_on_hyphens=False)) or text
+
+
 def table() -> Any:
     """A compact table (no box, one space between columns) so ids fit at 80 columns."""
     from rich.table import Table

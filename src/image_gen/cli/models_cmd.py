@@ -29,7 +29,7 @@ def models(config_path: str | None, show_all: bool, as_json: bool) -> None:
     if as_json:
         emit_json({"models": [e.model_dump(mode="json") | {"retired": e.retired} for e in entries]})
         return
-    from image_gen.cli._render import console, fixed, table
+    from image_gen.cli._render import console, fixed, table, wrapped
 
     cells = []
     for e in entries:
@@ -50,7 +50,7 @@ def models(config_path: str | None, show_all: bool, as_json: bool) -> None:
             click.echo(f"{e.id}: retired on {e.retired_on}; successor {e.successor or '(none named)'}")
     aliases = [f"{a} = {e.id}" for e in entries for a in e.aliases]
     if aliases:
-        click.echo("aliases: " + ", ".join(aliases))
+        click.echo(wrapped("aliases: " + ", ".join(aliases)))
     if not show_all:
         retired = sum(e.retired for e in cat.entries.values())
         if retired:

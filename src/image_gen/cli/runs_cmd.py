@@ -241,7 +241,7 @@ def compare(run_ids: tuple[str, ...], workspace: str | None, registry_url: str |
     if as_json:
         emit_json({"runs": rows})
         return
-    from image_gen.cli._render import console, fixed, table
+    from image_gen.cli._render import console, fixed, table, wrapped
 
     con = console()
     cells = [[r["run_id"], r["status"], qa_word(r["qa_passed"]), f"{r['cost_usd']:.4f}", f"{r['latency_s']:.2f}",
@@ -255,4 +255,4 @@ def compare(run_ids: tuple[str, ...], workspace: str | None, registry_url: str |
         t.add_row(*c, escape(r["prompt"]))
     con.print(t)
     for r in rows:  # stage models in full, one line per run (wrapped by the terminal, never cut)
-        click.echo(f"{r['run_id']}: {' > '.join(r['stages'])}")
+        click.echo(wrapped(f"{r['run_id']}: {' > '.join(r['stages'])}"))
