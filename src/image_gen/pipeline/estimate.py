@@ -68,6 +68,7 @@ class StageEstimate:
     width: int
     height: int
     gate: str | None = None
+    delivered: tuple[int, int] | None = None
     groups: list[CallGroup] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -89,7 +90,8 @@ class StageEstimate:
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, "model": self.model, "provider": self.provider, "width": self.width,
-                "height": self.height, "gate": self.gate, "calls": self.calls, "cost_usd": self.cost_usd,
+                "height": self.height, "delivered": list(self.delivered or (self.width, self.height)),
+                "gate": self.gate, "calls": self.calls, "cost_usd": self.cost_usd,
                 "max_calls": self.max_calls, "max_cost_usd": self.max_cost_usd,
                 "groups": [g.to_dict() for g in self.groups], "notes": list(self.notes)}
 
@@ -163,7 +165,8 @@ def _upscale_groups(runner: Runner, plan: StagePlan, params: dict[str, Any], siz
         up = runner.catalog.resolve(entry.native_upscaler)
         if runner.simulate:
             up = runner.catalog.simulated(up)
-        return [CallGroup(purpose, up.id, 1, up.price_for(w, h, 1), w, h)]
+        notes.append(f"{purpose}: {factor}x to {w}x{h} with {up.id}")
+        return [CallGroup("upscale", up.id, 1, up.price_for(w, h, 1), w, h)]
     if not entry.can("img2img"):
         notes.append(f"{purpose}: {entry.id} has neither a native upscaler nor image-to-image; the stage would fail")
         return []
@@ -226,8 +229,9 @@ def estimate_runner(runner: Runner, *, briefs: int = 1, seed_size: tuple[int, in
                              "counted as $0")
         if st.gate == "approval":
             est.notes.append("waits for approval before it spends anything")
-        stages.append(est)
         prev = runner.asked_size(params)
+        est.delivered = prev
+        stages.append(est)
     return Estimate(briefs, bool(runner.simulate), stages, warnings)
 
 
@@ -244,17 +248,24 @@ def estimate(config: Config | Mapping[str, Any] | str | os.PathLike[str], *, bri
     return estimate_runner(runner, briefs=briefs, seed_size=seed_size)
 
 
+def _calls(n: int) -> str:
+    return f"{n} call" if n == 1 else f"{n} calls"
+
+
 def format_estimate(est: Estimate) -> list[str]:
     """Plain lines for people: one per stage, then the total."""
     sim = " (simulated: the real models' catalog prices)" if est.simulated else ""
     lines = [f"estimate for {est.briefs} brief{'s' if est.briefs != 1 else ''}{sim}; nothing was spent"]
     for s in est.stages:
-        worst = f" (up to {s.max_calls} calls ${s.max_cost_usd:.4f})" if s.max_calls != s.calls else ""
-        lines.append(f"  {s.stage}: {s.model} {s.width}x{s.height}  {s.calls} calls  ${s.cost_usd:.4f}{worst}")
+        worst = f" (up to {_calls(s.max_calls)} ${s.max_cost_usd:.4f})" if s.max_calls != s.calls else ""
+        size = f"{s.width}x{s.height}"
+        if s.delivered and s.delivered != (s.width, s.height):
+            size += f" -> {s.delivered[0]}x{s.delivered[1]}"
+        lines.append(f"  {s.stage}: {s.model} {size}  {_calls(s.calls)}  ${s.cost_usd:.4f}{worst}")
         lines += [f"    {n}" for n in s.notes]
-    worst = f" (up to {est.max_calls} calls ${est.max_cost_usd:.4f} with every re-roll and escalation)" \
+    worst = f" (up to {_calls(est.max_calls)} ${est.max_cost_usd:.4f} with every re-roll and escalation)" \
         if est.max_calls != est.calls else ""
-    lines.append(f"  total: {est.calls} calls  ${est.cost_usd:.4f}{worst}")
+    lines.append(f"  total: {_calls(est.calls)}  ${est.cost_usd:.4f}{worst}")
     if est.gated_cost_usd:
         lines.append(f"  of which ${est.gated_cost_usd:.4f} only after an approval")
     lines += [f"  warning: {w}" for w in est.warnings]
