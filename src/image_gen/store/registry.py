@@ -140,8 +140,9 @@ class Registry:
             if models:
                 q = q.where(Run.id.in_(select(StageRun.run_id).where(StageRun.model_id.in_(list(models)))))
             if pipeline:
+                bare = pipeline[2:] if pipeline.startswith("./") else pipeline
                 q = q.where(or_(Run.pipeline_name == pipeline, Run.config_source == pipeline,
-                                Run.config_source.like(f"%/{pipeline.lstrip('./')}")))
+                                Run.config_source == bare, Run.config_source.like(f"%/{bare}")))
             if since is not None:
                 q = q.where(Run.created_at >= since)
             return list(s.scalars(q.limit(limit)))
