@@ -134,8 +134,8 @@ def _workspace_opt(callback: Callable[..., Any]) -> Callable[..., Any]:
 def _registry_url_opt(callback: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--registry-url", default=None, callback=callback, metavar="URL",
-        help="Registry database URL, e.g. postgresql+psycopg://host/db (default: $IMAGE_GEN_REGISTRY_URL, "
-             "the config's registry_url, else SQLite in the workspace).",
+        help="Registry database URL, e.g. postgresql+psycopg://host/db (default: the config's registry_url, "
+             "then $IMAGE_GEN_REGISTRY_URL, else SQLite in the workspace).",
     )
 
 
