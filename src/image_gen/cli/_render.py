@@ -53,8 +53,6 @@ def stage_line(kind: str, data: dict[str, Any], elapsed: float) -> str | None:
         if data.get("status") == "done":
             extra = f" ${data.get('cost_usd') or 0:.4f} {data.get('latency_s') or 0:.2f}s"
             extra += " cache hit" if data.get("cache_hit") else ""
-        elif data.get("reason"):
-            extra = f": {data['reason']}"
         return f"[{elapsed:6.1f}s] run {rid} stage {data['stage']} {data.get('status', 'ended')}{extra}"
     if kind == "run_end":
         return (f"[{elapsed:6.1f}s] run {rid} {data.get('status', 'ended')} ${data.get('cost_usd') or 0:.4f} "
