@@ -25,7 +25,7 @@ demo: install
 	$(BIN)/image-gen run --config examples/staged.toml --prompt-file examples/prompts.txt --simulate \
 		--workspace $(WS) --out-dir $(WS)/out || [ $$? -eq 1 ]
 	$(BIN)/image-gen approve $$($(BIN)/image-gen runs list --status awaiting_approval --limit 1 --json \
-		--workspace $(WS) | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)[0]["run_id"])') \
+		--workspace $(WS) | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["runs"][0]["run_id"])') \
 		--note "approved in the demo" --workspace $(WS) --out-dir $(WS)/out
 	$(BIN)/image-gen report --compare examples/baseline.toml examples/staged.toml \
 		--prompt-file examples/prompts.txt --simulate --workspace $(WS) --out $(WS)/report

@@ -15,6 +15,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for var in (*KEY_VARS, "IMAGE_GEN_SIMULATE", "IMAGE_GEN_REGISTRY_URL"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("IMAGE_GEN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("IMAGE_GEN_KEYS_FILE", str(tmp_path / "no-keys.toml"))  # never the user's keys file
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 

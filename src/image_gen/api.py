@@ -33,6 +33,7 @@ __all__ = [
     "RunOutcome",
     "approve",
     "cancel",
+    "estimate",
     "generate",
     "generate_pipeline",
     "load_config",
@@ -43,6 +44,14 @@ __all__ = [
     "run_pipeline",
     "upscale_image",
 ]
+
+
+def estimate(config: Config | Mapping[str, Any] | str | os.PathLike[str], *, briefs: int = 1,
+             simulate: bool | None = None, seed_size: tuple[int, int] | None = None) -> Any:
+    """The calls (tiles counted) and catalog cost ``config`` would take on ``briefs`` briefs; spends nothing."""
+    from image_gen.pipeline.estimate import estimate as _estimate
+
+    return _estimate(config, briefs=briefs, simulate=simulate, seed_size=seed_size)
 
 
 def provider_status() -> list[dict[str, Any]]:

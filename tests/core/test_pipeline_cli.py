@@ -100,9 +100,9 @@ def test_staged_run_stops_at_gate_then_cache_then_approve(ws_path: Path, staged:
         assert '"stage": "draft"' in img.info[JSON_CHUNK]
 
     # search over prompt text
-    found = run(ws_path, "runs", "list", "--search", "coffee wooden", "--json").json()
+    found = run(ws_path, "runs", "list", "--search", "coffee wooden", "--json").json()["runs"]
     assert found and all("coffee" in r["prompt"].lower() for r in found)
-    cmp = run(ws_path, "runs", "compare", run_id, data["runs"][1]["run_id"], "--json").json()
+    cmp = run(ws_path, "runs", "compare", run_id, data["runs"][1]["run_id"], "--json").json()["runs"]
     assert [c["run_id"] for c in cmp] == [run_id, data["runs"][1]["run_id"]]
 
 
@@ -228,9 +228,9 @@ def test_missing_key_is_bad_input(ws_path: Path) -> None:
 
 
 def test_models_and_config_commands(staged: Path) -> None:
-    r = invoke("models", "--json")
+    r = invoke("models", "--all", "--json")
     assert r.code == 0
-    ids = {m["id"]: m for m in r.json()}
+    ids = {m["id"]: m for m in r.json()["models"]}
     assert ids["imagen-4"]["retired"] and ids["imagen-4"]["successor"]
     chk = invoke("config", "check", str(staged), "--json")
     assert chk.code == 0 and [s["stage"] for s in chk.json()["stages"]] == ["draft", "layout", "final", "hires"]
@@ -247,7 +247,7 @@ def test_main_called_from_python_runs_the_command() -> None:
 
     code = "from image_gen.cli import main; main(['models', '--json'])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert any(m["id"] == "sd3.5-medium" for m in json.loads(out.stdout))
+    assert any(m["id"] == "sd3.5-medium" for m in json.loads(out.stdout)["models"])
     helped = subprocess.run([sys.executable, "-m", "image_gen.cli", "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "upscale" in helped.stdout
 

@@ -25,7 +25,7 @@ def test_all_pass_exit_0_with_json_verdicts(files, capsys):
         ["qa", str(files["good"]), "--expect-text", "AQUA PURE", "--size", "640x640", "--json"], capsys
     )
     assert code == 0
-    (verdict,) = json.loads(out)
+    (verdict,) = json.loads(out)["images"]
     assert verdict["image"] == str(files["good"]) and verdict["passed"] is True
     assert verdict["scores"]["text_exact_match"] == 1.0
 
@@ -35,10 +35,10 @@ def test_any_failure_exits_1_with_reasons_per_image(files, capsys):
     code, out, _ = run_captured(argv, capsys)
     assert code == 1
     lines = out.splitlines()
-    assert lines[0].startswith(f"PASS {files['good']}")
-    typo_at = next(i for i, ln in enumerate(lines) if ln.startswith(f"FAIL {files['typo']}"))
+    assert lines[0].startswith(f"pass {files['good']}")
+    typo_at = next(i for i, ln in enumerate(lines) if ln.startswith(f"fail {files['typo']}"))
     assert lines[typo_at + 1].startswith('  - label "AQUA PURE" read as')
-    soft_at = next(i for i, ln in enumerate(lines) if ln.startswith(f"FAIL {files['soft']}"))
+    soft_at = next(i for i, ln in enumerate(lines) if ln.startswith(f"fail {files['soft']}"))
     assert any("soft focus" in ln for ln in lines[soft_at + 1 :])
     assert lines[-1] == "1/3 passed"
 
@@ -46,7 +46,7 @@ def test_any_failure_exits_1_with_reasons_per_image(files, capsys):
 def test_wrong_size_fails(files, capsys):
     code, out, _ = run_captured(["qa", str(files["good"]), "--no-text", "--size", "1024x1024", "--json"], capsys)
     assert code == 1
-    (verdict,) = json.loads(out)
+    (verdict,) = json.loads(out)["images"]
     assert verdict["details"]["failed_checks"] == ["size"]
 
 

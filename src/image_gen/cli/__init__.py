@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from image_gen.cli._common import group_global_options
+
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: ("module:attribute", one-line help shown by --help without importing the module)
     "generate": ("image_gen.cli.generate_cmd:generate", "Render prompts with one model (the default command)."),
@@ -27,7 +29,26 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "upscale": ("image_gen.cli.finish_cmd:upscale", "Upscale an image 2x/4x in blended tiles through a model."),
     "qa": ("image_gen.cli.qa_cmd:qa", "Check image files: label text (OCR), softness, size; exit 1 on a fail."),
     "report": ("image_gen.cli.report_cmd:report", "Compare two pipelines on the same briefs: Markdown/HTML report."),
+    "keys": ("image_gen.cli.keys_cmd:keys", "Store API keys in the user's keys file (0600); list names, never values."),
 }
+
+# options of the group itself, accepted before the command name as well as after it
+_GLOBAL_FLAGS = ("--json",)
+_GLOBAL_VALUED = ("--workspace", "--registry-url")
+
+
+def _first_command_index(args: list[str]) -> int:
+    """Index of the first argument that is not a global option (or its value)."""
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in _GLOBAL_FLAGS or any(a.startswith(v + "=") for v in _GLOBAL_VALUED):
+            i += 1
+        elif a in _GLOBAL_VALUED:
+            i += 2
+        else:
+            break
+    return i
 
 
 class ImageGenGroup(click.Group):
@@ -48,19 +69,23 @@ class ImageGenGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # the group's own help lists the commands without importing them
-        ctx.meta["image_gen.listing"] = not args or args[0] in ("--help", "-h")
-        if args and args[0] not in COMMANDS and args[0].startswith("-") and args[0] not in ("--help", "-h",
+        i = _first_command_index(args)
+        rest = args[i:]
+        ctx.meta["image_gen.listing"] = not rest or rest[0] in ("--help", "-h")
+        if rest and rest[0] not in COMMANDS and rest[0].startswith("-") and rest[0] not in ("--help", "-h",
                                                                                              "--version"):
-            args = ["generate", *args]
+            args = [*args[:i], "generate", *rest]
         return super().parse_args(ctx, args)
 
 
 @click.group(cls=ImageGenGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="image-gen")
-def cli() -> None:
+@group_global_options
+def cli(**_globals: Any) -> None:
     """image-gen: staged, QA-checked, budgeted image generation with an experiment registry.
 
-    Exit codes: 0 ok, 1 failed work, 2 bad input.
+    --workspace, --registry-url and --json are accepted by every command, before or after its name.
+    Exit codes: 0 ok, 1 failed work, 2 bad input, 130 interrupted (Ctrl-C; finish with `image-gen resume RUN`).
     """
 
 

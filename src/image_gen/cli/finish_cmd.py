@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from image_gen.cli._common import emit_json, json_option, workspace_option
+from image_gen.cli.run_cmd import estimate_option, print_estimate
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -64,18 +65,27 @@ def _report(result: GenerateResult, out: str | None, as_json: bool) -> None:
 @click.option("--prompt", default=None, help="The brief (default: the prompt embedded in IMAGE, if any).")
 @click.option("--simulate", is_flag=True, help="Run on the simulated twin of the model (offline, no key).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the finished image here.")
+@estimate_option
 @workspace_option
 @json_option
-def finish(image: str, config_path: str, prompt: str | None, simulate: bool, out: str | None,
-           workspace: str | None, as_json: bool) -> None:
+def finish(image: str, config_path: str, prompt: str | None, simulate: bool, out: str | None, estimate: bool,
+           workspace: str | None, registry_url: str | None, as_json: bool) -> None:
     """Run a finishing config on an existing IMAGE (upscale, color-match, typography-preserve, QA)."""
     from image_gen import api
+    from image_gen.cli._common import workspace_of
 
     _check_out(out)
     img = _open_image(image, "IMAGE")
     cfg = api.load_config(config_path)
+    ws = workspace_of(workspace, registry_url, cfg.registry_url)
+    if estimate:
+        from image_gen.pipeline.estimate import estimate_runner
+
+        runner = api.make_runner(cfg, workspace=ws, simulate=simulate or None, config_source=config_path)
+        print_estimate(estimate_runner(runner, seed_size=img.size), as_json)
+        return
     result = api.generate_pipeline(seed_image=img, cfg=cfg, prompt=prompt, simulate=simulate or None,
-                                   workspace=workspace)
+                                   workspace=ws)
     _report(result, out, as_json)
 
 
@@ -92,18 +102,35 @@ def finish(image: str, config_path: str, prompt: str | None, simulate: bool, out
 @click.option("--prompt", default=None, help="The brief (default: the prompt embedded in IMAGE, if any).")
 @click.option("--simulate", is_flag=True, help="Run on the simulated twin of the model (offline, no key).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the upscaled image here.")
+@estimate_option
 @workspace_option
 @json_option
 def upscale(image: str, factor: str, model: str, tile_size: int, overlap: int, native: bool, prompt: str | None,
-            simulate: bool, out: str | None, workspace: str | None, as_json: bool) -> None:
-    """Upscale IMAGE 2x or 4x: resample, refine tile by tile through MODEL, blend, harmonise."""
+            simulate: bool, out: str | None, estimate: bool, workspace: str | None, registry_url: str | None,
+            as_json: bool) -> None:
+    """Upscale IMAGE 2x or 4x: resample, refine tile by tile through MODEL, blend, harmonise.
+
+    The calls and cost it takes are printed (on stderr) before it starts; --estimate prints them and stops."""
     from image_gen import api
+    from image_gen.cli._common import workspace_of
     from image_gen.errors import InputError
+    from image_gen.pipeline.estimate import estimate as estimate_of
+    from image_gen.pipeline.estimate import upscale_stage
 
     _check_out(out)
     if not native and 2 * overlap >= tile_size:
         raise InputError(f"must be less than half of --tile-size ({tile_size}), got {overlap}", field="--overlap")
     img = _open_image(image, "IMAGE")
-    result = api.upscale_image(img, factor=int(factor), model=model, tile_size=None if native else tile_size,
-                               overlap=overlap, prompt=prompt, simulate=simulate or None, workspace=workspace)
+    ws = workspace_of(workspace, registry_url)
+    tiles = None if native else tile_size
+    est = estimate_of(upscale_stage(img.width, img.height, int(factor), model, tiles, overlap),
+                      simulate=simulate or None, seed_size=img.size)
+    if estimate:
+        print_estimate(est, as_json)
+        return
+    stage = est.stages[0]
+    how = "; ".join(stage.notes) or f"with {', '.join(sorted({g.model for g in stage.groups}))}"
+    click.echo(f"upscale: {stage.calls} calls, about ${stage.cost_usd:.4f} ({how})", err=True)
+    result = api.upscale_image(img, factor=int(factor), model=model, tile_size=tiles,
+                               overlap=overlap, prompt=prompt, simulate=simulate or None, workspace=ws)
     _report(result, out, as_json)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
-from image_gen.cli._common import emit_json, json_option
+from image_gen.cli._common import emit_json, ignored_workspace_options, json_option
 
 
 @click.command("providers")
+@ignored_workspace_options
 @json_option
 def providers(as_json: bool) -> None:
     """Say which providers are configured. Keys are read from the environment and never shown."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from image_gen.cli._common import EXIT_FAILED, emit_json, json_option
+from image_gen.cli._common import EXIT_FAILED, emit_json, ignored_workspace_options, json_option, qa_word
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -72,6 +72,7 @@ def _open(path: str) -> Image.Image:
     show_default=True,
     help="OCR engine for the text check.",
 )
+@ignored_workspace_options
 @json_option
 def qa(
     images: tuple[str, ...],
@@ -109,7 +110,7 @@ def qa(
         )
         results.append({"image": path, **verdict.to_dict()})
     if as_json:
-        emit_json(results)
+        emit_json({"images": results})
     else:
         for r in results:
             _print_verdict(r)
@@ -130,7 +131,7 @@ def _print_verdict(r: dict[str, Any]) -> None:
         shown.append(f"Laplacian var {s['laplacian_var']:.1f}")
         shown.append(f"HF energy {s['hf_energy']:.2e}")
     shown.append(f"{int(s['width'])}x{int(s['height'])}")
-    status = "PASS" if r["passed"] else "FAIL"
+    status = qa_word(r["passed"])
     click.echo(f"{status} {r['image']}  ({', '.join(shown)})")
     for reason in r["reasons"]:
         click.echo(f"  - {reason}")

@@ -46,20 +46,24 @@ def report(
     reuse: bool,
     out_dir: str,
     workspace: str | None,
+    registry_url: str | None,
     as_json: bool,
 ) -> None:
     """Compare BASELINE and STAGED on the same briefs: render success, latency, cost, per stage, with plots
     and a contact sheet per brief. Simulated results are labelled as such on every page."""
+    from image_gen.cli._common import workspace_of
     from image_gen.cli.run_cmd import _briefs
+    from image_gen.config import load_config
     from image_gen.errors import InputError
     from image_gen.reporting.report import run_comparison, write_report
-    from image_gen.workspace import Workspace
 
     for c in configs:
         if not Path(c).is_file():
             raise InputError("config file not found", file=c)
+    for c in configs:
+        load_config(c)  # bad input before the workspace is touched
     briefs = _briefs(prompts, prompt_file)
-    ws = Workspace.resolve(workspace)
+    ws = workspace_of(workspace, registry_url)
     try:
         comparison = run_comparison(
             configs,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -39,19 +40,43 @@ def finish(outcomes: list, as_json: bool, out_dir: str | None, workspace: object
     sys.exit(exit_code(outcomes))
 
 
-def run_briefs(cfg: object, source: str | None, briefs: list, *, simulate: bool | None, workspace: str | None,
-               as_json: bool, out_dir: str | None, seed_image: object = None,
-               concurrency: int | None = None) -> None:
+def estimate_option(f: Any) -> Any:
+    return click.option("--estimate", is_flag=True,
+                        help="Print the calls and cost this would take, per stage and in total; spend and write "
+                             "nothing.")(f)
+
+
+def print_estimate(est: Any, as_json: bool) -> None:
+    from image_gen.pipeline.estimate import format_estimate
+
+    if as_json:
+        emit_json({"estimate": est.to_dict()})
+    else:
+        for line in format_estimate(est):
+            click.echo(line)
+
+
+def run_briefs(cfg: Any, source: str | None, briefs: list, *, simulate: bool | None, workspace: str | None,
+               registry_url: str | None, as_json: bool, out_dir: str | None, seed_image: Any = None,
+               concurrency: int | None = None, estimate: bool = False) -> None:
     from image_gen.api import make_runner
+    from image_gen.cli._common import workspace_of
     from image_gen.cli._render import progress_events
 
-    runner = make_runner(cfg, workspace=workspace, simulate=simulate or None, config_source=source)  # type: ignore
+    ws = workspace_of(workspace, registry_url, cfg.registry_url)
+    runner = make_runner(cfg, workspace=ws, simulate=simulate or None, config_source=source)
+    if estimate:
+        from image_gen.pipeline.estimate import estimate_runner
+
+        seed = seed_image.size if seed_image is not None else None
+        print_estimate(estimate_runner(runner, briefs=len(briefs), seed_size=seed), as_json)
+        return
     plans = runner.plan()
     runner.check_configured(plans)
     with progress_events(len(plans) * len(briefs)) as events:
         runner.events = events
         outcomes = runner.start_many(briefs, plans, concurrency=concurrency or runner.config.concurrency,
-                                     seed_image=seed_image)  # type: ignore[arg-type]
+                                     seed_image=seed_image)
     finish(outcomes, as_json, out_dir, runner.workspace)
 
 
@@ -63,32 +88,36 @@ def run_briefs(cfg: object, source: str | None, briefs: list, *, simulate: bool 
 @click.option("--simulate", is_flag=True, help="Run every stage on its simulated twin (offline, no key).")
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Export every stage's image here.")
 @click.option("--concurrency", type=click.IntRange(1, 64), help="Briefs run at once (default: the config's, 1).")
+@estimate_option
 @workspace_option
 @json_option
 def run(config_path: str | None, prompts: tuple[str, ...], prompt_file: str | None, simulate: bool,
-        out_dir: str | None, concurrency: int | None, workspace: str | None, as_json: bool) -> None:
+        out_dir: str | None, concurrency: int | None, estimate: bool, workspace: str | None,
+        registry_url: str | None, as_json: bool) -> None:
     """Run a pipeline config on one or more briefs."""
+    from image_gen.cli._common import workspace_of
     from image_gen.config import load_config
     from image_gen.errors import ConfigError
-    from image_gen.workspace import Workspace
 
     if config_path is None:
-        found = Workspace.resolve(workspace).default_config()
+        found = workspace_of(workspace, registry_url).default_config()
         if found is None:
             raise ConfigError("no --config given and no image-gen.toml in the workspace", field="--config")
         config_path = str(found)
     cfg = load_config(config_path)
     briefs = _briefs(prompts, prompt_file)
-    run_briefs(cfg, config_path, briefs, simulate=simulate, workspace=workspace, as_json=as_json,
-               out_dir=out_dir, concurrency=concurrency)
+    run_briefs(cfg, config_path, briefs, simulate=simulate, workspace=workspace, registry_url=registry_url,
+               as_json=as_json, out_dir=out_dir, concurrency=concurrency, estimate=estimate)
 
 
-def _one(action: str, run_id: str, note: str | None, workspace: str | None, as_json: bool,
-         out_dir: str | None = None, *, by: str | None = None, force: bool = False) -> None:
+def _one(action: str, run_id: str, note: str | None, workspace: str | None, registry_url: str | None,
+         as_json: bool, out_dir: str | None = None, *, by: str | None = None, force: bool = False) -> None:
     from image_gen import api
+    from image_gen.cli._common import existing_workspace, get_run
     from image_gen.cli._render import progress_events
 
-    ws = api.open_workspace(workspace)
+    ws = existing_workspace(workspace, registry_url)  # an unknown workspace or run is bad input: nothing made
+    run_id = get_run(ws, run_id).id
     with progress_events(1, enabled=action not in ("reject", "cancel")) as events:
         if action == "approve":
             outcome = api.approve(run_id, note, workspace=ws, events=events, by=by)
@@ -108,10 +137,10 @@ def _one(action: str, run_id: str, note: str | None, workspace: str | None, as_j
 @workspace_option
 @json_option
 @click.option("--by", help="Who decides (recorded; default: $USER).")
-def approve(run_id: str, note: str | None, out_dir: str | None, workspace: str | None, as_json: bool,
-            by: str | None) -> None:
+def approve(run_id: str, note: str | None, out_dir: str | None, workspace: str | None, registry_url: str | None,
+            as_json: bool, by: str | None) -> None:
     """Approve the stage RUN waits at, and continue the run (a second approval exits 1 and calls nothing)."""
-    _one("approve", run_id, note, workspace, as_json, out_dir, by=by or _user())
+    _one("approve", run_id, note, workspace, registry_url, as_json, out_dir, by=by or _user())
 
 
 def _user() -> str | None:
@@ -129,9 +158,10 @@ def _user() -> str | None:
 @workspace_option
 @json_option
 @click.option("--by", help="Who decides (recorded; default: $USER).")
-def reject(run_id: str, note: str, workspace: str | None, as_json: bool, by: str | None) -> None:
+def reject(run_id: str, note: str, workspace: str | None, registry_url: str | None, as_json: bool,
+           by: str | None) -> None:
     """Reject a run waiting at a gate; it ends as rejected."""
-    _one("reject", run_id, note, workspace, as_json, by=by or _user())
+    _one("reject", run_id, note, workspace, registry_url, as_json, by=by or _user())
 
 
 @click.command()
@@ -139,9 +169,9 @@ def reject(run_id: str, note: str, workspace: str | None, as_json: bool, by: str
 @click.option("--note", help="Why (recorded).")
 @workspace_option
 @json_option
-def cancel(run_id: str, note: str | None, workspace: str | None, as_json: bool) -> None:
+def cancel(run_id: str, note: str | None, workspace: str | None, registry_url: str | None, as_json: bool) -> None:
     """Stop a run for good; a process running it stops before its next call."""
-    _one("cancel", run_id, note, workspace, as_json)
+    _one("cancel", run_id, note, workspace, registry_url, as_json)
 
 
 @click.command()
@@ -150,6 +180,7 @@ def cancel(run_id: str, note: str | None, workspace: str | None, as_json: bool) 
 @workspace_option
 @json_option
 @click.option("--force", is_flag=True, help="Take over a run whose process still holds its lease.")
-def resume(run_id: str, out_dir: str | None, workspace: str | None, as_json: bool, force: bool) -> None:
+def resume(run_id: str, out_dir: str | None, workspace: str | None, registry_url: str | None, as_json: bool,
+           force: bool) -> None:
     """Finish an interrupted run; calls that finished are never sent again."""
-    _one("resume", run_id, None, workspace, as_json, out_dir, force=force)
+    _one("resume", run_id, None, workspace, registry_url, as_json, out_dir, force=force)

@@ -41,10 +41,24 @@ def provider_status() -> list[dict[str, Any]]:
             row["error"] = f"{type(exc).__name__}: {exc}"
         if name in KEY_VARS:
             row["key_vars"] = list(KEY_VARS[name])
-            row["key_from"] = next((v for v in KEY_VARS[name] if os.environ.get(v)), None)
+            row["key_from"] = _key_from(KEY_VARS[name])
             row["base_url"] = _public_url(os.environ.get(BASE_URL_VARS[name]))
         rows.append(row)
     return rows
+
+
+def _key_from(names: tuple[str, ...]) -> str | None:
+    """Where a provider's key comes from: the variable's name, or "NAME (keys file)"; never the key."""
+    from image_gen.keys import KeysFileError, read_keys
+
+    env = next((v for v in names if os.environ.get(v)), None)
+    if env:
+        return env
+    try:
+        stored = read_keys()
+    except KeysFileError:
+        return None
+    return next((f"{v} (keys file)" for v in names if stored.get(v)), None)
 
 
 def _public_url(url: str | None) -> str | None:

@@ -256,7 +256,11 @@ class Registry:
             return list(s.scalars(select(Metric).where(Metric.run_id == run_id).order_by(Metric.id)))
 
     def list_runs(self, *, search: str | None = None, status: str | None = None, limit: int = 50,
-                  ids: Sequence[str] | None = None) -> list[Run]:
+                  ids: Sequence[str] | None = None, models: Sequence[str] | None = None,
+                  pipeline: str | None = None, since: datetime | None = None) -> list[Run]:
+        """Runs newest first. ``search``: words all in the prompt or pipeline name; ``models``: a stage ran on one
+        of these model ids; ``pipeline``: the pipeline's name or its config file (as given, or a path ending so);
+        ``since``: created at or after (naive UTC)."""
         with self._sessions() as s:
             q = select(Run).order_by(Run.created_at.desc(), Run.id)
             if search:
@@ -268,6 +272,14 @@ class Registry:
                 q = q.where(Run.status == status)
             if ids:
                 q = q.where(Run.id.in_(list(ids)))
+            if models:
+                q = q.where(Run.id.in_(select(StageRun.run_id).where(StageRun.model_id.in_(list(models)))))
+            if pipeline:
+                bare = pipeline[2:] if pipeline.startswith("./") else pipeline
+                q = q.where(or_(Run.pipeline_name == pipeline, Run.config_source == pipeline,
+                                Run.config_source == bare, Run.config_source.like(f"%/{bare}")))
+            if since is not None:
+                q = q.where(Run.created_at >= since)
             return list(s.scalars(q.limit(limit)))
 
     def artifact(self, sha: str) -> Artifact | None:
