@@ -7,7 +7,7 @@ concrete, ice, sand, stone, fabric; a studio sweep otherwise), the light and a f
 coffee beans). :func:`draw_scene` renders it at a *quality* between 0 and 1 that comes from the model:
 
 - rough (a turbo draft, quality near 0): rendered at half resolution and scaled up, aliased shapes, flat shading
-  in a few bands, faint textures, blotchy colour noise;
+  in a few bands, faint textures, blotchy noise (in brightness only);
 - finished (quality near 1): anti-aliased shapes (masks drawn at 4x), smooth shading with a light dither (no
   banding), specular highlights, surface detail (grain, veins, speckle), a soft contact shadow, fine film grain.
 
@@ -641,10 +641,12 @@ def _finish(img: Arr, q: float, rng: np.random.Generator, width: int, height: in
     from PIL import Image
 
     h, w = img.shape[:2]
-    # quality: rough models get blotchy colour noise and banded shading; finished ones a fine dithering grain
+    # quality: rough models get blotchy noise and banded shading; finished ones a fine dithering grain
     if q < 0.5:
-        blotch = np.stack([_noise((h, w), 6, rng) for _ in range(3)], axis=-1)
-        img += blotch * (9.0 * (0.5 - q) / 0.5)
+        # blotchy in brightness, not in hue: a colour cast that a later stage (or color-match) would carry on
+        # is what makes colour blobs
+        blotch = _noise((h, w), 6, rng)[..., None]
+        img += blotch * (10.0 * (0.5 - q) / 0.5)
         img += rng.normal(0.0, 3.0 * (1 - q), (h, w, 1)).astype(np.float32)
     else:
         img += rng.normal(0.0, 1.1 + 1.6 * q, (h, w, 1)).astype(np.float32)

@@ -187,7 +187,7 @@ class SimProvider:
             if _correlation(init, scene) < SAME_SCENE_CORRELATION:
                 return self._refine(init, rng, rates, strength, quality)
             keep = 1.0 - strength
-            radius = max(2.0, 0.03 * min(width, height))
+            radius = max(2.0, 0.05 * min(width, height))
             low_new = np.asarray(scene.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32)
             low_init = np.asarray(init.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32)
             arr = np.asarray(scene, dtype=np.float32) + keep * (low_init - low_new)
