@@ -124,13 +124,15 @@ def test_extra_characters_or_words_at_the_label_lower_precision_and_fail(read):
         boxed(("STRIDE ONE", LABEL), ("STRIDE ONE", (200, 350, 440, 390))),  # read twice
         boxed(("SIMULATED", (8, 8, 90, 22)), ("STRIDE ONE", LABEL)),  # a corner mark
         boxed(("STRIDE ONE", LABEL), ("Since 1921 - www.example.com", (400, 610, 630, 628))),  # small print
+        boxed(("STRIDE ONE", LABEL), ("500ml - recycle me", (260, 345, 380, 357))),  # small print under it
+        boxed(("STRIDE ONE", LABEL), ("STRLDE 0NF", (280, 280, 360, 294))),  # a small, garbled second copy
     ],
 )
 def test_label_read_twice_split_or_with_far_text_keeps_full_precision(read):
     ts = score_text(["STRIDE ONE"], read)
     assert ts.min_similarity == 1.0 and ts.precision == 1.0
     assert describe_failures(ts, 0.97, 0.95) == []
-    far = {ln.text for ln in read if ln.box[1] < 100 or ln.box[1] > 600}
+    far = {ln.text for ln in read if ln.box[3] - ln.box[1] < 20 or ln.box[1] > 600}
     assert not far & {ln["text"] for ln in ts.ocr_lines if ln["near_label"]}
 
 

@@ -7,9 +7,9 @@ Scores follow the text-rendering literature (TextDiffuser, GlyphControl, AnyText
 - **precision at the label**: of the characters OCR read *near the label*, the share that the expected strings
   account for (aligned character matches). "Near" comes from the OCR boxes: the lines that hold the best match of
   an expected string (its anchors), and every line whose box comes within one text height (the anchor box's
-  height) of an anchor's box. Stray characters or words at the label (``STRIDE ONE E`` for ``STRIDE ONE``) lower
-  it; a label read twice, or split over several lines or boxes, does not; text far from the label (small print
-  elsewhere, a corner mark) is not counted;
+  height) of an anchor's box and whose text is set at a comparable size (within a factor 2). Stray characters
+  or words at the label (``STRIDE ONE E`` for ``STRIDE ONE``) lower it; a label read twice, or split over
+  several lines or boxes, does not; text far from the label (small print elsewhere, a corner mark) is not counted;
 - word precision and recall of the OCR words (near the label) against the expected words (multiset);
 - exact-match accuracy: the share of expected strings read exactly.
 
@@ -102,7 +102,10 @@ ANCHOR_MIN_SIMILARITY = 0.5
 """A stretch of OCR text counts as (a reading of) an expected string from this similarity up: it anchors the
 label's place, and at the label it counts as label text rather than as extra text."""
 NEAR_MARGIN = 1.0
-"""A line is near the label when its box comes within this many text heights (of the anchor box) of an anchor."""
+"""A line is near the label when its box comes within this many text heights (of the anchor box) of an anchor..."""
+SIZE_RATIO = 2.0
+"""...and its text height is within this factor of the anchor's: text set at another size next to a label (a second,
+smaller copy, small print under it) is another element of the design, not part of the label."""
 
 
 @dataclass(frozen=True)
@@ -221,13 +224,17 @@ def _match(expected: str, cs: _Chars, line: Sequence[int] | None) -> tuple[Strin
 
 
 def _near(boxes: Sequence[tuple[int, int, int, int]], anchors: set[int], margin: float = NEAR_MARGIN) -> list[int]:
-    """Indices of the boxes within ``margin`` text heights of an anchor box (anchors included), in order."""
+    """Indices of the boxes near an anchor box (anchors included), in order: within ``margin`` text heights of it
+    and set at a comparable size (height within a factor :data:`SIZE_RATIO`), as the lines of one label are."""
     out = []
     for k, (x0, y0, x1, y1) in enumerate(boxes):
+        h = max(1, y1 - y0)
         for a in anchors:
             ax0, ay0, ax1, ay1 = boxes[a]
-            pad = margin * max(1, ay1 - ay0)
-            if x0 <= ax1 + pad and x1 >= ax0 - pad and y0 <= ay1 + pad and y1 >= ay0 - pad:
+            ah = max(1, ay1 - ay0)
+            pad = margin * ah
+            close = x0 <= ax1 + pad and x1 >= ax0 - pad and y0 <= ay1 + pad and y1 >= ay0 - pad
+            if k == a or (close and 1 / SIZE_RATIO <= h / ah <= SIZE_RATIO):
                 out.append(k)
                 break
     return out
