@@ -7,7 +7,7 @@ generation and images per forward pass.
 Tiled generation is MultiDiffusion / Mixture of Diffusers: the pipeline runs its own loop (prompt encoding,
 scheduler, image-to-image noising, guidance) on the full latent canvas, but the denoiser's forward pass
 is replaced for the duration of the call by one that runs the real denoiser on overlapping latent tiles and
-blends their noise predictions with the shared tile plan's normalised weights (``image_gen.pipeline.tiling``).
+blends their noise predictions with the shared tile plan's normalised weights (``image_gen.imaging.tiling``).
 The scheduler then steps the blended prediction, so every tile sees the same consistent canvas at every step.
 The latents are decoded tile by tile with feathered blending in pixel space. Memory then follows the tile, not
 the image: only the latent canvas (1/64 of the pixels, a few channels) and the output image grow with the
@@ -32,7 +32,7 @@ import numpy.typing as npt
 import torch
 from PIL import Image
 
-from image_gen.pipeline.tiling import Tile, TileAccumulator, TilePlan, axis_profile, to_uint8
+from image_gen.imaging.tiling import Tile, TileAccumulator, TilePlan, axis_profile, to_uint8
 
 OOM_MARKERS = ("out of memory", "can't allocate memory", "not enough memory", "failed to allocate")
 
