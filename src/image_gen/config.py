@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from image_gen.adapter_table import adapter_names
 from image_gen.errors import ConfigError
 
 STAGED = "staged-selection"
@@ -89,8 +90,6 @@ class StageSettings(_Strict):
     def _adapters(cls, v: list[str] | None) -> list[str] | None:
         if v is None:
             return v
-        from image_gen.pipeline.adapters import adapter_names
-
         known = adapter_names()
         for name in v:
             if name not in known:
