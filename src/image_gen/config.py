@@ -106,6 +106,14 @@ class StageSettings(_Strict):
         description="false: take the input image as is (finish an existing image: upscale and adapters only)",
     )
 
+    @field_validator("aspect_ratio", mode="before")
+    @classmethod
+    def _ratio_number(cls, v: Any) -> Any:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            raise ValueError("expected a quoted W:H string such as \"16:9\" (YAML 1.1 reads an unquoted 16:9 as the "
+                             "base-60 number 969)")
+        return v
+
     @field_validator("aspect_ratio")
     @classmethod
     def _ratio(cls, v: str | None) -> str | None:
