@@ -40,7 +40,6 @@ torch and diffusers are imported only when a call is made (``pip install torch==
 from __future__ import annotations
 
 import importlib.util
-import io
 import math
 import random
 import threading
@@ -214,12 +213,12 @@ class DiffusersLocalProvider:
     def _job(self, engine: Any, model: LoadedModel, request: ImageRequest) -> GenerationJob:
         init: Image.Image | None = None
         if request.operation == "img2img":
-            from PIL import Image, UnidentifiedImageError
+            from image_gen.imaging.images import ImageRejected, open_image
 
             try:
-                init = Image.open(io.BytesIO(request.init_image or b"")).convert("RGB")
-            except (UnidentifiedImageError, OSError) as exc:
-                raise BadRequest(f"init image is not a readable image: {exc}") from exc
+                init = open_image(request.init_image or b"").convert("RGB")
+            except ImageRejected as exc:
+                raise BadRequest(f"init image rejected: {exc}") from exc
         width, height = self._asked_size(model, request, init)
         mult = model.pixel_multiple
         render_w, render_h = engine.round_up(width, mult), engine.round_up(height, mult)
@@ -257,6 +256,8 @@ class DiffusersLocalProvider:
                 rw, rh = (float(p) for p in request.aspect_ratio.split(":"))
             except ValueError as exc:
                 raise BadRequest(f"aspect ratio {request.aspect_ratio!r} is not W:H") from exc
+            if not (rw > 0 and rh > 0 and math.isfinite(rw / rh)):
+                raise BadRequest(f"aspect ratio {request.aspect_ratio!r}: expected W:H with both terms above 0")
             return round(native * math.sqrt(rw / rh)), round(native * math.sqrt(rh / rw))
         return native, native
 
