@@ -205,9 +205,10 @@ class SimSettings(_Strict):
 class RetrySettings(_Strict):
     """Backoff between retries of transient errors and rate limits (exponential with jitter)."""
 
-    initial_s: float = Field(default=1.0, gt=0, le=3600, description="First backoff, seconds")
-    max_s: float = Field(default=30.0, gt=0, le=3600, description="Longest backoff, seconds")
-    max_retry_after_s: float = Field(default=120.0, gt=0, le=86400, description="Longest Retry-After honoured, seconds")
+    # 0 is allowed: retries without waiting (tests, fail-fast setups); nothing divides by these.
+    initial_s: float = Field(default=1.0, ge=0, le=3600, description="First backoff, seconds")
+    max_s: float = Field(default=30.0, ge=0, le=3600, description="Longest backoff, seconds")
+    max_retry_after_s: float = Field(default=120.0, ge=0, le=86400, description="Longest Retry-After honoured, seconds")
 
     @model_validator(mode="after")
     def _order(self) -> RetrySettings:
