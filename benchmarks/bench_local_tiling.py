@@ -3,7 +3,7 @@
 Run: ``python benchmarks/bench_local_tiling.py [--base 256] [--tile-size 272] [--overlap 16] [--steps 3]``
 (about 2 minutes on 2 CPU cores).
 
-A small, randomly initialised SD3-style pipeline (``image_gen.providers._local_tiny``; nothing is downloaded) is
+A small, randomly initialised SD3-style pipeline (``tests.local._tiny``; nothing is downloaded) is
 written to a temporary folder. Each measurement runs in a fresh process through the local provider, on CPU:
 
 - it loads the pipeline and renders one small warm-up image (so lazy initialisation is not counted), then
@@ -112,7 +112,8 @@ def main() -> None:
         worker(args)
         return
 
-    from image_gen.providers._local_tiny import save_tiny_sd3
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests/ holds the pipeline
+    from tests.local._tiny import save_tiny_sd3
 
     with tempfile.TemporaryDirectory(prefix="bench-local-") as tmp:
         folder = save_tiny_sd3(Path(tmp) / "sd3", heads=4, head_dim=16, layers=2, vae_width=args.vae_width)

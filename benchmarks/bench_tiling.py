@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from image_gen.pipeline.tiling import TileAccumulator, TilePlan
+from image_gen.imaging.tiling import TileAccumulator, TilePlan
 
 
 def assemble(source: np.ndarray, plan: TilePlan, *, normalised: bool, kind: str = "cosine") -> np.ndarray:

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from image_gen.briefs import read_prompt_file
 from image_gen.config import Config, load_config
 from image_gen.errors import InputError, WorkFailed
+from image_gen.imaging.images import open_user_image
 from image_gen.pipeline.runner import Brief, Events, Runner, RunOutcome
 from image_gen.workspace import Workspace
 
@@ -165,18 +167,8 @@ def generate(model: str, prompt: str, *, width: int | None = None, height: int |
     return GenerateResult(outcome, runner.workspace)
 
 
-def _read_image(path: str | os.PathLike[str]) -> Image.Image:
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("file not found", file=str(path), field="seed_image")
-    try:
-        img = Image.open(p)
-        img.load()
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"not a readable image ({exc})", file=str(path), field="seed_image") from None
-    return img
+def _read_image(path: str | os.PathLike[str], field: str = "seed_image") -> Image.Image:
+    return open_user_image(path, field)
 
 
 def _prompt_from_image(img: Image.Image) -> str:
@@ -207,7 +199,7 @@ def upscale_image(image: str | os.PathLike[str] | Image.Image, *, factor: int = 
     else with the model's native upscaler."""
     if factor not in (2, 4):
         raise InputError(f"expected 2 or 4, got {factor}", field="factor")
-    img = image if not isinstance(image, str | os.PathLike) else _read_image(image)
+    img = image if not isinstance(image, str | os.PathLike) else _read_image(image, "image")
     stage: dict[str, Any] = {"model": model, "upscale": f"{factor}x", "render": False,
                              "width": img.width, "height": img.height, "stage_name": "upscale"}
     if tile_size:
@@ -250,43 +242,3 @@ def runner_for_run(run_id: str, *, workspace: WorkspaceArg = None, events: Event
     simulate = bool(snapshot.get("simulate"))
     cfg = load_config(snapshot)
     return Runner(ws, cfg, simulate=simulate, config_source=run.config_source, events=events)
-
-
-def read_prompt_file(path: str | os.PathLike[str]) -> list[Brief]:
-    """One brief per non-empty line; ``#`` starts a comment line. A ``.json``/``.jsonl`` file may give objects
-    with ``prompt``, ``negative_prompt`` and ``expect_text``."""
-    import json
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("prompt file not found", file=str(path))
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError("expected UTF-8 text", file=str(path)) from None
-    briefs: list[Brief] = []
-    if p.suffix.lower() in (".json", ".jsonl"):
-        try:
-            items = json.loads(text) if p.suffix.lower() == ".json" else [
-                json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise InputError(f"cannot parse JSON: {exc}", file=str(path)) from None
-        for i, item in enumerate(items):
-            if isinstance(item, str):
-                item = {"prompt": item}
-            if not isinstance(item, dict) or not str(item.get("prompt", "")).strip():
-                raise InputError("each brief needs a non-empty 'prompt'", file=str(path), field=f"[{i}].prompt")
-            unknown = set(item) - {"prompt", "negative_prompt", "expect_text"}
-            if unknown:
-                raise InputError(f"unknown field(s) {sorted(unknown)}", file=str(path), field=f"[{i}]")
-            exp = item.get("expect_text")
-            briefs.append(Brief(item["prompt"], item.get("negative_prompt"),
-                                [exp] if isinstance(exp, str) else exp, index=i))
-    else:
-        for line in text.splitlines():
-            s = line.strip()
-            if s and not s.startswith("#"):
-                briefs.append(Brief(s, index=len(briefs)))
-    if not briefs:
-        raise InputError("no prompts in the file (one per line; # comments)", file=str(path))
-    return briefs

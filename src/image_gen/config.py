@@ -15,15 +15,44 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from image_gen.adapter_table import adapter_names
 from image_gen.errors import ConfigError
 
 STAGED = "staged-selection"
 LARGEST = "largest-available"
-_RATIO = re.compile(r"^\d+:\d+$")
+DEFAULT_OVERLAP = 32
+"""Tile overlap in pixels where a stage sets ``tile_size`` but no ``overlap``."""
+MAX_RATIO = 16
+"""The most elongated aspect ratio accepted (long side : short side)."""
+_RATIO = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+_STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class FieldError(ValueError):
+    """A validation error found above the field it is about; ``field`` is its dotted path from the top."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def check_ratio(value: str) -> tuple[int, int]:
+    """``"W:H"`` to two positive integers no more elongated than :data:`MAX_RATIO`; raises ``ValueError``."""
+    m = _RATIO.match(value)
+    if not m:
+        raise ValueError("expected W:H with two positive whole numbers, such as 16:9")
+    w, h = int(m.group(1)), int(m.group(2))
+    if w <= 0 or h <= 0:
+        raise ValueError("expected W:H with both terms greater than 0, such as 16:9")
+    if max(w, h) > MAX_RATIO * min(w, h):
+        raise ValueError(f"expected a ratio between 1:{MAX_RATIO} and {MAX_RATIO}:1")
+    return w, h
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a config file's types are its own (TOML, YAML and JSON all have numbers and booleans), so "20" is
+    # not a number of steps and true is not 1; finite: inf and nan are no value for any setting.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class QASettings(_Strict):
@@ -77,11 +106,20 @@ class StageSettings(_Strict):
         description="false: take the input image as is (finish an existing image: upscale and adapters only)",
     )
 
+    @field_validator("aspect_ratio", mode="before")
+    @classmethod
+    def _ratio_number(cls, v: Any) -> Any:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            raise ValueError("expected a quoted W:H string such as \"16:9\" (YAML 1.1 reads an unquoted 16:9 as the "
+                             "base-60 number 969)")
+        return v
+
     @field_validator("aspect_ratio")
     @classmethod
     def _ratio(cls, v: str | None) -> str | None:
-        if v is not None and not _RATIO.match(v):
-            raise ValueError("expected W:H such as 16:9")
+        if v is not None:
+            w, h = check_ratio(v)
+            return f"{w}:{h}"
         return v
 
     @field_validator("adapters")
@@ -89,8 +127,6 @@ class StageSettings(_Strict):
     def _adapters(cls, v: list[str] | None) -> list[str] | None:
         if v is None:
             return v
-        from image_gen.pipeline.adapters import adapter_names
-
         known = adapter_names()
         for name in v:
             if name not in known:
@@ -100,7 +136,7 @@ class StageSettings(_Strict):
     @model_validator(mode="after")
     def _overlap(self) -> StageSettings:
         if self.tile_size is not None and self.overlap is not None and self.overlap * 2 >= self.tile_size:
-            raise ValueError("overlap must be less than half of tile_size")
+            raise FieldError("overlap", f"expected less than half of tile_size ({self.tile_size}), got {self.overlap}")
         return self
 
 
@@ -115,26 +151,45 @@ class PipelineSettings(StageSettings):
 
 class BudgetSettings(_Strict):
     per_run_usd: float | None = Field(default=None, ge=0, description="Cap on one run's spend")
-    per_day_usd: float | None = Field(default=None, ge=0, description="Cap on the workspace's spend per day")
-    timezone: str = Field(default="UTC", description="IANA time zone whose midnight starts the budget's day")
+    per_day_usd: float | None = Field(
+        default=None, ge=0, description="Cap on the workspace's spend per calendar day in budget.timezone"
+    )
+    timezone: str = Field(
+        default="UTC", description="IANA time zone (e.g. Europe/Berlin) whose midnight starts the per-day cap's day"
+    )
 
     @field_validator("timezone")
     @classmethod
-    def _zone(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    def _timezone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo
 
         try:
             ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"expected an IANA time zone such as UTC or Europe/Berlin, got {v!r}") from None
+        except Exception:  # ZoneInfoNotFoundError (a KeyError), ValueError for paths, OSError for odd names
+            raise ValueError("expected an IANA time zone name such as UTC or Europe/Berlin") from None
         return v
 
 
 class ProviderConfig(_Strict):
     base_url: str | None = None
-    timeout_s: float = Field(default=60.0, gt=0)
-    connect_timeout_s: float = Field(default=10.0, gt=0)
-    max_concurrency: int = Field(default=4, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(v)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL with a host")
+        return v
+    timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    max_concurrency: int = Field(default=4, ge=1, le=256)
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -150,9 +205,16 @@ class SimSettings(_Strict):
 class RetrySettings(_Strict):
     """Backoff between retries of transient errors and rate limits (exponential with jitter)."""
 
-    initial_s: float = Field(default=1.0, ge=0, description="First backoff, seconds")
-    max_s: float = Field(default=30.0, ge=0, description="Longest backoff, seconds")
-    max_retry_after_s: float = Field(default=120.0, ge=0, description="Longest Retry-After honoured, seconds")
+    # 0 is allowed: retries without waiting (tests, fail-fast setups); nothing divides by these.
+    initial_s: float = Field(default=1.0, ge=0, le=3600, description="First backoff, seconds")
+    max_s: float = Field(default=30.0, ge=0, le=3600, description="Longest backoff, seconds")
+    max_retry_after_s: float = Field(default=120.0, ge=0, le=86400, description="Longest Retry-After honoured, seconds")
+
+    @model_validator(mode="after")
+    def _order(self) -> RetrySettings:
+        if self.max_s < self.initial_s:
+            raise FieldError("max_s", f"expected at least initial_s ({self.initial_s}), got {self.max_s}")
+        return self
 
 
 class ModelOverride(_Strict):
@@ -164,8 +226,8 @@ class ModelOverride(_Strict):
     price_per_megapixel: float | None = Field(default=None, ge=0)
     price_read_on: str | None = None
     latency_s: float | None = Field(default=None, ge=0)
-    default_steps: int | None = None
-    native_megapixels: float | None = None
+    default_steps: int | None = Field(default=None, gt=0, le=500)
+    native_megapixels: float | None = Field(default=None, gt=0, le=268)
     aspect_ratios: list[str] | None = None
     fidelity: int | None = Field(default=None, ge=0, le=100)
     lifecycle: Literal["active", "retired"] | None = None
@@ -177,6 +239,20 @@ class ModelOverride(_Strict):
     sim_soft_rate: float | None = Field(default=None, ge=0, le=1)
     sim_typo_rate: float | None = Field(default=None, ge=0, le=1)
     sim_fail_rate: float | None = Field(default=None, ge=0, le=1)
+
+    @field_validator("aspect_ratios")
+    @classmethod
+    def _ratios(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        out = []
+        for i, ratio in enumerate(v):
+            try:
+                w, h = check_ratio(ratio)
+            except ValueError as exc:
+                raise FieldError(f"[{i}]", str(exc)) from None
+            out.append(f"{w}:{h}")
+        return out
 
 
 class Config(_Strict):
@@ -199,25 +275,64 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _stages(self) -> Config:
-        names = []
+        names: list[str] = []
         for i, spec in enumerate(self.pipeline.stages):
             name, _, model = spec.partition(":")
             name, model = name.strip(), model.strip()
+            where = f"pipeline.stages[{i}]"
             if not name:
-                raise ValueError(f"pipeline.stages[{i}]: expected 'name:model', got {spec!r}")
+                raise FieldError(where, f"expected 'name:model', got {spec!r}")
+            if not _STAGE_NAME.match(name):
+                raise FieldError(where, f"expected a stage name of letters, digits, '_', '.' or '-', got {name!r}")
             if name in names:
-                raise ValueError(f"pipeline.stages[{i}]: stage {name!r} is listed twice")
+                raise FieldError(where, f"stage {name!r} is listed twice")
             names.append(name)
             if not model and not (self.stage.get(name) and self.stage[name].model):
-                raise ValueError(f"pipeline.stages[{i}]: stage {name!r} has no model")
+                raise FieldError(where, f"stage {name!r} has no model (expected 'name:model' or stage.{name}.model)")
         for name, st in self.stage.items():
+            if not _STAGE_NAME.match(name):
+                raise FieldError(f"stage.{name}", "expected a stage name of letters, digits, '_', '.' or '-'")
             if self.pipeline.stages and name not in names:
-                raise ValueError(f"stage.{name}: no stage named {name!r} in pipeline.stages ({', '.join(names)})")
+                raise FieldError(f"stage.{name}", f"no stage named {name!r} in pipeline.stages ({', '.join(names)})")
             if not self.pipeline.stages and self.pipeline.model == STAGED and not st.model:
-                raise ValueError(f"stage.{name}: stage has no model")
+                raise FieldError(f"stage.{name}.model", "stage has no model")
         if self.pipeline.model == STAGED and not self.pipeline.stages and not self.stage:
-            raise ValueError("pipeline.stages: staged-selection needs at least one stage")
+            raise FieldError("pipeline.stages", "staged-selection needs at least one stage")
+        if self.pipeline.model not in (STAGED, None):
+            if self.pipeline.stages:
+                raise FieldError("pipeline.stages", f"expected no stages list: pipeline.model = "
+                                 f"{self.pipeline.model!r} runs one model (use 'staged-selection' to run stages)")
+            if len(self.stage) > 1:
+                raise FieldError("stage", f"expected at most one [stage.<name>] section: pipeline.model = "
+                                 f"{self.pipeline.model!r} runs one stage (got {', '.join(self.stage)})")
+        self._check_merged()
         return self
+
+    def _origin(self, name: str, field: str) -> str:
+        """Where a stage's merged setting was written: its own section, else the pipeline defaults."""
+        own = self.stage.get(name)
+        if own is not None and getattr(own, field) is not None:
+            return f"stage.{name}.{field}"
+        if getattr(self.pipeline, field, None) is not None:
+            return f"pipeline.{field}"
+        return f"stage.{name}.{field}"
+
+    def _check_merged(self) -> None:
+        """Checks of a stage's settings merged over the pipeline defaults (a pair may come from two sections)."""
+        defaults = self.pipeline.model_dump(exclude={"model", "stages"}, exclude_none=True)
+        sections = [(n, st) for n, st in self.stage.items()] or [("main", StageSettings())]
+        for name, own in sections:
+            merged = {**defaults, **own.model_dump(exclude_none=True)}
+            tile, overlap = merged.get("tile_size"), merged.get("overlap")
+            if tile is not None:
+                eff = DEFAULT_OVERLAP if overlap is None else overlap
+                if 2 * eff >= tile:
+                    where = self._origin(name, "overlap" if overlap is not None else "tile_size")
+                    got = f"overlap {eff}" + ("" if overlap is not None else " (the default)")
+                    raise FieldError(where, f"expected overlap less than half of tile_size {tile}, got {got}")
+            width, height = merged.get("width"), merged.get("height")
+            if width is not None and height is not None and width * height > 16384 * 16384:
+                raise FieldError(self._origin(name, "width"), f"{width}x{height} is over 268 megapixels")
 
     def stage_specs(self) -> list[tuple[str, StageSettings]]:
         """The stages in order, each with its settings merged over the pipeline defaults."""
@@ -246,47 +361,89 @@ class Config(_Strict):
 STAGE_FIELDS = set(StageSettings.model_fields)
 
 
-def _normalise(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Turn the flat per-stage form ({"model": ..., "steps": ...}) into the full schema."""
+def _normalise(raw: Mapping[str, Any], source: str) -> tuple[dict[str, Any], str | None]:
+    """Turn the flat per-stage form ({"model": ..., "steps": ...}) into the full schema; also the stage's name
+    when the form was flat."""
     data = dict(raw)
     if "pipeline" not in data and "stage" not in data and "model" in data:
         stage_keys = {k: v for k, v in data.items() if k in STAGE_FIELDS}
         rest = {k: v for k, v in data.items() if k not in STAGE_FIELDS}
         name = rest.pop("stage_name", None) or ("final" if "upscale" in stage_keys or "adapters" in stage_keys
                                                else "main")
-        return {**rest, "pipeline": {"model": stage_keys["model"]}, "stage": {name: stage_keys}}
-    return data
+        if not isinstance(name, str):
+            raise ConfigError(f"expected a stage name (string), got {name!r}", file=source, field="stage_name")
+        return {**rest, "pipeline": {"model": stage_keys["model"]}, "stage": {name: stage_keys}}, name
+    return data, None
 
 
-def _format_errors(exc: ValidationError) -> str:
-    parts = []
+def _error_path(err: Any, flat: str | None) -> str:
+    loc = ""
+    for part in err["loc"]:
+        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+    ctx_err = (err.get("ctx") or {}).get("error")
+    if isinstance(ctx_err, FieldError):
+        sub = ctx_err.field
+        loc = loc + sub if sub.startswith("[") or not loc else f"{loc}.{sub}"
+    # the flat per-stage form: the user wrote the stage's fields at the top level
+    if flat is not None and (loc == "pipeline.model" or loc.startswith(f"stage.{flat}.")):
+        loc = loc.removeprefix("pipeline.").removeprefix(f"stage.{flat}.")
+    return loc
+
+
+def _format_errors(exc: ValidationError, flat: str | None = None) -> list[tuple[str, str]]:
+    """(field path, message naming what was expected) for each error."""
+    parts: list[tuple[str, str]] = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+        loc = _error_path(err, flat)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field (not in the schema; check the spelling)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        elif msg.startswith("Input should be "):
+            msg = "expected " + msg.removeprefix("Input should be ")
         inp = err.get("input")
-        got = f" (got {inp!r})" if err["type"] != "extra_forbidden" and not isinstance(inp, dict | list) else ""
-        parts.append(f"{loc}: {msg}{got}" if loc else f"{msg}{got}")
-    return "; ".join(parts)
+        if err["type"] not in ("extra_forbidden", "missing") and not isinstance(inp, dict | list):
+            shown = repr(inp)
+            msg += f" (got {shown if len(shown) <= 80 else shown[:77] + '...'})"
+        parts.append((loc, msg))
+    return parts
+
+
+def _config_error(exc: ValidationError, source: str, *, flat: str | None = None, prefix: str = "") -> ConfigError:
+    """One ConfigError naming the first error's field; the others follow in its message."""
+    parts = [(f"{prefix}.{loc}" if prefix and loc else (prefix or loc), msg) for loc, msg in _format_errors(exc, flat)]
+    (field, message), rest = parts[0], parts[1:]
+    if rest:
+        message += "; also " + "; ".join(f"{loc}: {msg}" if loc else msg for loc, msg in rest)
+    return ConfigError(message, file=source, field=field or None)
 
 
 def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"expected a table/mapping at the top level, got {type(data).__name__}", file=source)
+    normalised, flat = _normalise(data, source)
     try:
-        cfg = Config.model_validate(_normalise(data))
+        cfg = Config.model_validate(normalised)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc), file=source) from None
-    _check_models(cfg, source)
+        raise _config_error(exc, source, flat=flat) from None
+    _check_models(cfg, source, flat)
     return cfg
 
 
-def _check_models(cfg: Config, source: str) -> None:
+def _check_models(cfg: Config, source: str, flat: str | None = None) -> None:
     from image_gen.catalog import Catalog, UnknownModel
 
+    overrides = {k: v.model_dump(exclude_none=True) for k, v in cfg.models.items()}
     try:
-        catalog = Catalog.load({k: v.model_dump(exclude_none=True) for k, v in cfg.models.items()})
+        catalog = Catalog.load(overrides)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc), file=source, field="models") from None
+        for mid, fields in overrides.items():  # which override makes an incomplete or invalid model entry
+            try:
+                Catalog.load({mid: fields})
+            except ValidationError as one:
+                raise _config_error(one, source, prefix=f"models.{mid}") from None
+        raise _config_error(exc, source, prefix="models") from None
     for name, st in cfg.stage_specs():
         for fld in ("model", "escalate_to", "fallback_model"):
             value = getattr(st, fld)
@@ -295,35 +452,49 @@ def _check_models(cfg: Config, source: str) -> None:
             try:
                 catalog.resolve(value)
             except UnknownModel as exc:
-                prefix = f"stage.{name}" if name in cfg.stage or cfg.pipeline.stages else "pipeline"
-                raise ConfigError(str(exc), file=source, field=f"{prefix}.{fld}") from None
+                if flat is not None:
+                    field = fld
+                elif name in cfg.stage and getattr(cfg.stage[name], fld) is not None:
+                    field = f"stage.{name}.{fld}"
+                elif cfg.pipeline.stages and fld == "model":
+                    index = [p.partition(":")[0].strip() for p in cfg.pipeline.stages].index(name)
+                    field = f"pipeline.stages[{index}]"
+                else:
+                    field = f"pipeline.{fld}"
+                raise ConfigError(str(exc), file=source, field=field) from None
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
-        raise ConfigError("file not found", file=str(path))
-    text = p.read_text(encoding="utf-8")
+        raise ConfigError("file not found" if not p.exists() else "expected a file, found a folder", file=str(path))
     suffix = p.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise ConfigError("expected a .toml, .yaml, .yml or .json file", file=str(path))
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"expected UTF-8 text (byte {exc.start} is not)", file=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
+    data: Any
     try:
         if suffix == ".toml":
             import tomllib
 
-            return tomllib.loads(text)
-        if suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
+            data = tomllib.loads(text)
         elif suffix == ".json":
             data = json.loads(text)
         else:
-            raise ConfigError("expected a .toml, .yaml, .yml or .json file", file=str(path))
-    except ConfigError:
-        raise
+            import yaml
+
+            data = yaml.safe_load(text)
     except Exception as exc:  # tomllib, yaml and json each raise their own parse error
-        raise ConfigError(f"cannot parse: {exc}", file=str(path)) from None
+        detail = " ".join(str(exc).split())  # YAML's messages span lines; one error, one line
+        raise ConfigError(f"cannot parse: {detail}", file=str(path)) from None
     if not isinstance(data, dict):
-        raise ConfigError("expected a table/mapping at the top level", file=str(path))
+        got = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise ConfigError(f"expected a table/mapping at the top level, got {got}", file=str(path))
     return data
 
 

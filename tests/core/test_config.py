@@ -93,3 +93,59 @@ def test_schema_is_json_schema() -> None:
     schema = config_schema()
     assert schema["type"] == "object" and "pipeline" in schema["properties"]
     assert schema["additionalProperties"] is False
+
+
+def test_budget_timezone_defaults_to_utc_and_takes_iana_names() -> None:
+    base = {"pipeline": {"stages": ["a:sd3.5-medium"]}}
+    assert load_config(base).budget.timezone == "UTC"
+    assert load_config({**base, "budget": {"timezone": "Asia/Kolkata"}}).budget.timezone == "Asia/Kolkata"
+    with pytest.raises(ConfigError) as err:
+        load_config({**base, "budget": {"timezone": "Europe/Atlantis"}})
+    assert err.value.field == "budget.timezone" and "IANA" in str(err.value)
+
+
+@pytest.mark.parametrize(("pipeline", "stage", "field"), [
+    ({"tile_size": 128}, {"overlap": 64}, "stage.a.overlap"),      # the pair comes from two sections
+    ({"overlap": 100}, {"tile_size": 160}, "pipeline.overlap"),
+    ({"tile_size": 64}, {}, "pipeline.tile_size"),                   # with the default overlap (32)
+    ({}, {"tile_size": 64, "overlap": 40}, "stage.a.overlap"),
+])
+def test_tile_overlap_is_checked_on_the_merged_stage(pipeline: dict, stage: dict, field: str) -> None:
+    data = {"pipeline": {"stages": ["a:sd3.5-medium"], **pipeline}, "stage": {"a": stage}}
+    with pytest.raises(ConfigError) as err:
+        load_config(data)
+    assert err.value.field == field and "half of tile_size" in str(err.value)
+
+
+def test_aspect_ratio_terms_are_positive_and_normalised() -> None:
+    cfg = load_config({"model": "sd3.5-medium", "aspect_ratio": " 16 : 9 "})
+    assert cfg.stage_specs()[0][1].aspect_ratio == "16:9"
+    for bad in ("16:0", "0:9", "0:0", "-16:9", "16:9:1", "1:17"):
+        with pytest.raises(ConfigError) as err:
+            load_config({"model": "sd3.5-medium", "aspect_ratio": bad})
+        assert err.value.field == "aspect_ratio", bad  # the flat form names the field as written
+
+
+def test_every_error_is_reported_in_one_message_naming_the_first_field() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config({"pipeline": {"stages": ["a:sd3.5-medium"], "steps": 0, "strength": 2}})
+    msg = str(err.value)
+    assert err.value.field == "pipeline.steps"
+    assert "pipeline.strength" in msg and "\n" not in msg
+
+
+def test_single_model_pipeline_takes_at_most_one_stage_section() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config({"pipeline": {"model": "sd3.5-medium"}, "stage": {"a": {"steps": 4}, "b": {"steps": 8}}})
+    assert err.value.field == "stage"
+
+
+def test_config_imports_no_pipeline_module() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, image_gen.config; bad = sorted(m for m in sys.modules if m.startswith("
+            "('image_gen.pipeline', 'image_gen.providers', 'image_gen.store'))); print(bad); assert not bad")
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": src})
+    assert proc.returncode == 0, proc.stdout + proc.stderr

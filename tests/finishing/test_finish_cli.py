@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from image_gen.pipeline.tiling import plan_tiles
+from image_gen.imaging.tiling import plan_tiles
 from tests.core.helpers import invoke
 
 LABEL = "AQUA PURE"

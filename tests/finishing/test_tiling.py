@@ -7,8 +7,8 @@ import doctest
 import numpy as np
 import pytest
 
-from image_gen.pipeline import tiling
-from image_gen.pipeline.tiling import (
+from image_gen.imaging import tiling
+from image_gen.imaging.tiling import (
     ALL_EDGES,
     Edges,
     Tile,

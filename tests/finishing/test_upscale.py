@@ -9,14 +9,9 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from image_gen.pipeline.tiling import Tile, plan_tiles
-from image_gen.pipeline.upscale import (
-    harmonise,
-    parse_factor,
-    seam_lines,
-    seam_visibility,
-    tiled_upscale,
-)
+from image_gen.imaging.tiling import Tile, plan_tiles
+from image_gen.pipeline.upscale import harmonise, parse_factor, tiled_upscale
+from tests.finishing._seams import seam_lines, seam_visibility
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "camera"]
 FACTOR = 2

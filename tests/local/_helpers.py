@@ -11,10 +11,13 @@ from PIL import Image
 
 from image_gen.providers.base import ImageRequest, ProviderSettings
 from image_gen.providers.diffusers_local import DiffusersLocalProvider
+from tests.local._oom import OomInjectingProvider
 
 
 def provider(**options: Any) -> DiffusersLocalProvider:
-    return DiffusersLocalProvider(ProviderSettings(options={"device": "cpu", **options}))
+    """A CPU local provider; with ``oom_inject`` the test-only subclass that injects out-of-memory errors."""
+    cls = OomInjectingProvider if "oom_inject" in options else DiffusersLocalProvider
+    return cls(ProviderSettings(options={"device": "cpu", **options}))
 
 
 def local_request(folder: Path, **kw: Any) -> ImageRequest:

@@ -18,7 +18,7 @@ pytest.importorskip("diffusers")
 @pytest.fixture(scope="session")
 def tiny_sd3(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An SD3-style pipeline folder (transformer, two CLIP encoders, flow-matching scheduler, VAE x8)."""
-    from image_gen.providers._local_tiny import save_tiny_sd3
+    from tests.local._tiny import save_tiny_sd3
 
     return save_tiny_sd3(tmp_path_factory.mktemp("tiny-sd3"))
 
@@ -26,7 +26,7 @@ def tiny_sd3(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An SD 1.x-style pipeline folder (UNet, one CLIP encoder, Euler scheduler, VAE x8)."""
-    from image_gen.providers._local_tiny import save_tiny_sd
+    from tests.local._tiny import save_tiny_sd
 
     return save_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))
 

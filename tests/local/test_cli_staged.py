@@ -7,6 +7,7 @@ from pathlib import Path
 from PIL import Image
 
 from tests.core.helpers import invoke, write
+from tests.local._oom import registered_as_local
 
 BRIEF = 'Matte black coffee bag on a counter, label reads "NIGHT OWL"'
 
@@ -92,7 +93,8 @@ def test_exhausted_memory_ladder_falls_back_to_the_stage_fallback_model(
         extra='tile_batch = 1\noom_inject = ["base", "vae_tiling", "cpu_offload", "tiled", "smaller_batch"]',
         final='fallback_model = "sim:sd3.5-large-turbo"',
     )
-    ran = invoke("run", "--config", str(config), "--prompt", BRIEF, "--workspace", str(ws_path), "--json")
+    with registered_as_local():  # the test-only provider that injects out-of-memory errors, under "local"
+        ran = invoke("run", "--config", str(config), "--prompt", BRIEF, "--workspace", str(ws_path), "--json")
     assert ran.code == 0, ran.stderr
     run = ran.json()["runs"][0]
     final = run["stages"][1]

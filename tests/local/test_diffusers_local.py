@@ -19,6 +19,7 @@ from image_gen.providers.base import (
 )
 from image_gen.providers.diffusers_local import DiffusersLocalProvider
 from tests.local._helpers import loaded, local_request, pixels, provider
+from tests.local._oom import OomInjectingProvider, registered_as_local
 
 torch = pytest.importorskip("torch")
 
@@ -42,6 +43,14 @@ def test_registered_under_local_and_meets_the_contract() -> None:
     assert isinstance(p, Provider)
     assert p.name == "local"
     assert p.is_configured()
+
+
+def test_shipped_provider_has_no_test_hooks_and_tests_register_their_own() -> None:
+    with pytest.raises(NotConfigured, match="oom_inject"):
+        DiffusersLocalProvider(ProviderSettings(options={"oom_inject": ["base"]}))
+    with registered_as_local():
+        assert load_provider_class("local") is OomInjectingProvider
+    assert load_provider_class("local") is DiffusersLocalProvider  # registration removed again
 
 
 def test_missing_weights_folder_is_not_configured(tmp_path: Path) -> None:

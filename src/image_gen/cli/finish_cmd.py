@@ -18,19 +18,9 @@ if TYPE_CHECKING:
 
 
 def _open_image(path: str, field: str) -> Image.Image:
-    from PIL import Image, UnidentifiedImageError
+    from image_gen.imaging.images import open_user_image
 
-    from image_gen.errors import InputError
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("file not found", file=path, field=field)
-    try:
-        img = Image.open(p)
-        img.load()
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"not a readable image ({exc})", file=path, field=field) from None
-    return img
+    return open_user_image(path, field)
 
 
 def _check_out(out: str | None) -> None:

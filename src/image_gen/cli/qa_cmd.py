@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -29,20 +28,10 @@ def _parse_size(value: str | None) -> tuple[int, int] | None:
 
 
 def _open(path: str) -> Image.Image:
-    """Open and decode an image fully, so an unreadable file is bad input before any check runs."""
-    from PIL import Image, UnidentifiedImageError
+    """Open and decode an image fully, under the pixel limit, so an unusable file is bad input before any check."""
+    from image_gen.imaging.images import open_user_image
 
-    from image_gen.errors import InputError
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("no such image file", file=path)
-    try:
-        img = Image.open(p)
-        img.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InputError(f"not a readable image ({exc.__class__.__name__})", file=path) from exc
-    return img
+    return open_user_image(path, "IMAGES")
 
 
 @click.command()

@@ -2,6 +2,7 @@
 
 ``open_image`` raises ``ImageRejected`` (a ``ValueError``) for unreadable bytes and for images over
 ``MAX_PIXELS``; callers translate it into their own error (bad input from a user, a billed failure from a vendor).
+``open_user_image`` is that translation for files a user gives: an ``InputError`` naming the file and field.
 """
 
 from __future__ import annotations
@@ -43,3 +44,23 @@ def open_image(source: bytes | str | os.PathLike[str], *, max_pixels: int | None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageRejected(f"not a readable image ({exc})") from None
     return img
+
+
+def open_user_image(path: str | os.PathLike[str], field: str | None = None, *,
+                    max_pixels: int | None = None) -> Image.Image:
+    """Open an image file a user gave (a CLI argument, an API path) under the pixel limit, fully decoded.
+
+    Anything unusable (missing, a folder, unreadable, truncated, not an image, over ``MAX_PIXELS``) raises
+    :class:`~image_gen.errors.InputError` naming the file and ``field`` (exit code 2); nothing is changed.
+    """
+    from image_gen.errors import InputError
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError("image file not found", file=str(path), field=field)
+    if not p.is_file():
+        raise InputError("expected an image file, found a folder", file=str(path), field=field)
+    try:
+        return open_image(p, max_pixels=max_pixels)
+    except ImageRejected as exc:
+        raise InputError(str(exc), file=str(path), field=field) from None

@@ -1,1 +1,1 @@
-"""The stage runner and what it uses: tiling, adapters, upscale."""
+"""The stage runner and what it uses: adapters, upscale (tile geometry is imaging's)."""

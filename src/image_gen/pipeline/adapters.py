@@ -1,6 +1,7 @@
 """Named adapters a stage runs on its output (``adapters = ["color-match", "typography-preserve"]``).
 
-The registry maps a name to ``"module:function"`` so listing names imports nothing heavy. An adapter is called as
+The name table (:mod:`image_gen.adapter_table`) maps a name to ``"module:function"`` so listing names imports
+nothing heavy. An adapter is called as
 ``fn(image, ctx) -> AdapterResult``.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Protocol
+
+from image_gen.adapter_table import ADAPTERS, adapter_names, register_adapter
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -33,22 +36,19 @@ class AdapterResult:
     """What the adapter did, for the registry (e.g. which text regions were restored)."""
 
 
+__all__ = [
+    "ADAPTERS",
+    "Adapter",
+    "AdapterContext",
+    "AdapterResult",
+    "adapter_names",
+    "get_adapter",
+    "register_adapter",
+]
+
+
 class Adapter(Protocol):
     def __call__(self, image: Image.Image, ctx: AdapterContext) -> AdapterResult: ...
-
-
-ADAPTERS: dict[str, str] = {
-    "color-match": "image_gen.pipeline.finishing:color_match",
-    "typography-preserve": "image_gen.pipeline.finishing:typography_preserve",
-}
-
-
-def adapter_names() -> set[str]:
-    return set(ADAPTERS)
-
-
-def register_adapter(name: str, target: str) -> None:
-    ADAPTERS[name] = target
 
 
 def get_adapter(name: str) -> Adapter:

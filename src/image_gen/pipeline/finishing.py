@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from image_gen.imaging.tiling import Edges, blend_weights
 from image_gen.pipeline.adapters import AdapterContext, AdapterResult
-from image_gen.pipeline.tiling import Edges, blend_weights
 
 if TYPE_CHECKING:
     from PIL import Image

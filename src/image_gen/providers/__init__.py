@@ -41,6 +41,7 @@ __all__ = [
     "Transient",
     "available_providers",
     "load_provider_class",
+    "register_provider",
 ]
 
 _EXTRA: dict[str, Any] = {}
@@ -58,8 +59,12 @@ def available_providers() -> list[str]:
 
 
 def register_provider(name: str, cls: Any) -> None:
-    """Register a provider class at run time (tests, notebooks). Entry points are the normal way."""
-    _EXTRA[name] = cls
+    """Register a provider class at run time (tests, notebooks), consulted before entry points; ``None`` removes
+    the registration. Entry points are the normal way."""
+    if cls is None:
+        _EXTRA.pop(name, None)
+    else:
+        _EXTRA[name] = cls
 
 
 def load_provider_class(name: str) -> Any:

@@ -7,7 +7,7 @@ generation and images per forward pass.
 Tiled generation is MultiDiffusion / Mixture of Diffusers: the pipeline runs its own loop (prompt encoding,
 scheduler, image-to-image noising, guidance) on the full latent canvas, but the denoiser's forward pass
 is replaced for the duration of the call by one that runs the real denoiser on overlapping latent tiles and
-blends their noise predictions with the shared tile plan's normalised weights (``image_gen.pipeline.tiling``).
+blends their noise predictions with the shared tile plan's normalised weights (``image_gen.imaging.tiling``).
 The scheduler then steps the blended prediction, so every tile sees the same consistent canvas at every step.
 The latents are decoded tile by tile with feathered blending in pixel space. Memory then follows the tile, not
 the image: only the latent canvas (1/64 of the pixels, a few channels) and the output image grow with the
@@ -32,7 +32,7 @@ import numpy.typing as npt
 import torch
 from PIL import Image
 
-from image_gen.pipeline.tiling import Tile, TileAccumulator, TilePlan, axis_profile, to_uint8
+from image_gen.imaging.tiling import Tile, TileAccumulator, TilePlan, axis_profile, to_uint8
 
 OOM_MARKERS = ("out of memory", "can't allocate memory", "not enough memory", "failed to allocate")
 
@@ -223,13 +223,13 @@ class GenerationJob:
     """The size asked for; the render is cropped to it (centred) when the pipeline needs multiples."""
 
 
-OomHook = Callable[[AttemptPlan, int], bool]
-"""Test hook: given the attempt and the images (times latent tiles) stacked in one forward pass, True raises an
-injected out-of-memory."""
+ForwardHook = Callable[[AttemptPlan, int], None]
+"""Called before each denoiser forward pass with the attempt and the images (times latent tiles) stacked in the
+pass; it may raise, which ends the attempt as the denoiser's own error would."""
 
 
 def run_attempt(
-    model: LoadedModel, job: GenerationJob, plan: AttemptPlan, inject: OomHook | None = None
+    model: LoadedModel, job: GenerationJob, plan: AttemptPlan, before_forward: ForwardHook | None = None
 ) -> list[Image.Image]:
     """Render every image of ``job`` under ``plan``; raises the engine's own error when memory runs out."""
     pipe = model.img2img if job.operation == "img2img" else model.text2img
@@ -268,7 +268,7 @@ def run_attempt(
             kwargs["image"] = job.init_image
             kwargs["strength"] = job.strength if job.strength is not None else 0.6
         per_pass = len(seeds) * (plan.tile_batch if plan.tile_size else 1)
-        with _injected_oom(model.denoiser, plan, per_pass, inject), _tiled_denoiser(model, plan):
+        with _forward_hook(model.denoiser, plan, per_pass, before_forward), _tiled_denoiser(model, plan):
             out = pipe(**kwargs)
         if plan.tile_size:
             vae.disable_tiling()
@@ -280,17 +280,16 @@ def run_attempt(
 
 
 @contextmanager
-def _injected_oom(denoiser: torch.nn.Module, plan: AttemptPlan, batch: int, inject: OomHook | None) -> Iterator[None]:
-    """Raise a real ``torch.OutOfMemoryError`` from inside the denoiser's forward when the hook says so."""
-    if inject is None:
+def _forward_hook(
+    denoiser: torch.nn.Module, plan: AttemptPlan, batch: int, before_forward: ForwardHook | None
+) -> Iterator[None]:
+    """Run ``before_forward(plan, batch)`` before each of the denoiser's forward passes while the block runs."""
+    if before_forward is None:
         yield
         return
 
     def hook(_module: torch.nn.Module, _args: Any) -> None:
-        if inject(plan, batch):
-            raise torch.OutOfMemoryError(
-                f"CUDA out of memory (injected by oom_inject at {plan}, {batch} image(s) per forward)"
-            )
+        before_forward(plan, batch)
 
     handle = denoiser.register_forward_pre_hook(hook)
     try:

@@ -7,7 +7,7 @@ share one set of weights), stay in a process cache, and seed one CPU generator p
 ``seed + i``), so the same seed gives the same pixels whatever the batching, device offload or ladder rung.
 
 Memory ladder. When a forward pass runs out of memory (``torch.OutOfMemoryError``, the MPS and CPU allocators'
-errors, or the ``oom_inject`` test hook), the call is tried again one rung further down, each rung keeping the
+errors), the call is tried again one rung further down, each rung keeping the
 ones above it::
 
     base            as asked (tiled only when the request sets tile_size)
@@ -29,7 +29,7 @@ Settings options (``[providers.local.options]``): ``device`` (auto|cuda|mps|cpu)
 (auto|float16|bfloat16|float32), ``price_per_gpu_hour``, ``price_per_cpu_hour``, ``local_files_only``,
 ``variant``, ``blend`` (cosine|linear|gaussian), ``overlap`` (default tile overlap, pixels), ``tile_batch``
 (latent tiles per forward pass, default 4), ``models`` (catalog id -> hub id or folder: where a catalog model
-routed here by ``provider = "local"`` finds its weights), ``oom_inject``.
+routed here by ``provider = "local"`` finds its weights).
 Request options: ``tile_size`` and ``overlap`` (pixels; force tiled generation), ``blend``, ``tile_batch``,
 ``memory_ladder_start`` (a rung name).
 
@@ -40,7 +40,6 @@ torch and diffusers are imported only when a call is made (``pip install torch==
 from __future__ import annotations
 
 import importlib.util
-import io
 import math
 import random
 import threading
@@ -49,7 +48,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from image_gen.providers.base import (
     BadRequest,
@@ -68,27 +67,13 @@ if TYPE_CHECKING:
 
     from PIL import Image
 
-    from image_gen.providers._local_engine import AttemptPlan, GenerationJob, LoadedModel
+    from image_gen.providers._local_engine import AttemptPlan, ForwardHook, GenerationJob, LoadedModel
 
 INSTALL_HINT = "pip install torch==2.13.0 && pip install 'image-gen[local]'"
 LADDER: tuple[str, ...] = ("base", "vae_tiling", "cpu_offload", "tiled", "smaller_batch")
 LadderStep = Literal["base", "vae_tiling", "cpu_offload", "tiled", "smaller_batch"]
 BlendKind = Literal["cosine", "linear", "gaussian"]
 DEFAULT_STEPS = 28
-
-
-class OomInjection(BaseModel):
-    """Test hook: raise an out-of-memory error from inside the denoiser at these rungs."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    steps: list[LadderStep] = Field(description="Ladder rungs at which a forward pass runs out of memory")
-    batch_above: int = Field(default=0, ge=0, description="Only when a forward pass carries more than this many images")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, v: Any) -> Any:
-        return {"steps": v} if isinstance(v, list | tuple) else v
 
 
 class LocalSettings(BaseModel):
@@ -111,7 +96,6 @@ class LocalSettings(BaseModel):
         default_factory=dict,
         description="Catalog model id -> hub id or weights folder, for catalog models routed here by config",
     )
-    oom_inject: OomInjection | None = Field(default=None, description="Test hook: injected out-of-memory")
 
 
 class LocalRequestOptions(BaseModel):
@@ -229,12 +213,12 @@ class DiffusersLocalProvider:
     def _job(self, engine: Any, model: LoadedModel, request: ImageRequest) -> GenerationJob:
         init: Image.Image | None = None
         if request.operation == "img2img":
-            from PIL import Image, UnidentifiedImageError
+            from image_gen.imaging.images import ImageRejected, open_image
 
             try:
-                init = Image.open(io.BytesIO(request.init_image or b"")).convert("RGB")
-            except (UnidentifiedImageError, OSError) as exc:
-                raise BadRequest(f"init image is not a readable image: {exc}") from exc
+                init = open_image(request.init_image or b"").convert("RGB")
+            except ImageRejected as exc:
+                raise BadRequest(f"init image rejected: {exc}") from exc
         width, height = self._asked_size(model, request, init)
         mult = model.pixel_multiple
         render_w, render_h = engine.round_up(width, mult), engine.round_up(height, mult)
@@ -272,6 +256,8 @@ class DiffusersLocalProvider:
                 rw, rh = (float(p) for p in request.aspect_ratio.split(":"))
             except ValueError as exc:
                 raise BadRequest(f"aspect ratio {request.aspect_ratio!r} is not W:H") from exc
+            if not (rw > 0 and rh > 0 and math.isfinite(rw / rh)):
+                raise BadRequest(f"aspect ratio {request.aspect_ratio!r}: expected W:H with both terms above 0")
             return round(native * math.sqrt(rw / rh)), round(native * math.sqrt(rh / rw))
         return native, native
 
@@ -357,17 +343,13 @@ class DiffusersLocalProvider:
             if i >= start:
                 yield step, nxt, why
 
-    def _inject_hook(self) -> Any:
-        inj = self.options.oom_inject
-        if inj is None:
-            return None
-        state = {"step": ""}
+    def _before_forward(self, step: str) -> ForwardHook | None:
+        """A callable run before each denoiser forward pass of an attempt at ladder rung ``step`` (None: nothing).
 
-        def hook(plan: AttemptPlan, batch: int) -> bool:
-            return state["step"] in inj.steps and batch > inj.batch_above
-
-        hook.state = state  # type: ignore[attr-defined]
-        return hook
+        An extension point for subclasses that observe passes or inject faults; raising from it ends the
+        attempt as the denoiser's own error would (an out-of-memory error walks the ladder on).
+        """
+        return None
 
     def _run_ladder(
         self,
@@ -392,7 +374,6 @@ class DiffusersLocalProvider:
         if opts.memory_ladder_start is None:
             with _REMEMBERED_LOCK:
                 remembered = _REMEMBERED.get(key)
-        inject = self._inject_hook()
         log: list[dict[str, Any]] = []
         t0, c0 = time.perf_counter(), time.process_time()
         engine.peak_memory_start(model.device)
@@ -420,12 +401,10 @@ class DiffusersLocalProvider:
                 entry["tile_batch"] = plan.tile_batch
             if why:
                 entry["detail"] = why
-            if inject is not None:
-                inject.state["step"] = step
             a0 = time.perf_counter()
             out_of_memory = False
             try:
-                images = engine.run_attempt(model, job, plan, inject)
+                images = engine.run_attempt(model, job, plan, self._before_forward(step))
             except Exception as exc:
                 if not engine.is_out_of_memory(exc):
                     log.append({**entry, "outcome": "error", "detail": str(exc)[:300]})

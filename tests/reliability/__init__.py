@@ -1,0 +1,1 @@
+"""Reliability: bad input at every entry point, config parser properties."""
