@@ -407,9 +407,6 @@ class Runner:
             final_artifact=final.artifact_sha if final else None,
             qa_passed=qa_passed if status in ("completed", "awaiting_approval") else False,
         )
-        from image_gen.reporting.metrics import record_run_metrics
-
-        record_run_metrics(self.registry, run_id)
 
     def outcome(self, run_id: str) -> RunOutcome:
         run = self._get_run(run_id)
