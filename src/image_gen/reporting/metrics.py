@@ -24,6 +24,7 @@ Definitions (the report prints them):
 - **latency** of a run = the sum of its stages' latencies to the gate (**end to end**); **iterate** = the latency
   of its first stage, the draft a designer waits on; each stage's **share** of the mean end to end = the sum of
   its latencies / runs, so the shares add up to the mean end to end;
+- **cache hit rate** = stages served from the cache / stages that ran (to the gate in the headline);
 - **calls** = provider calls that produced the stage's images (for a cache hit: the calls recorded with its
   image); **calls made** = the calls this run sent.
 """
@@ -106,7 +107,7 @@ class RunRecord:
     @property
     def gate_index(self) -> int:
         """Index of the first gated stage (the number of stages when there is none)."""
-        return next((i for i, s in enumerate(self.stages) if s.gated), len(self.stages))
+        return next((i for i, s in enumerate(self.stages) if s.gated or s.status == WAITING), len(self.stages))
 
     @property
     def to_gate(self) -> list[StageRecord]:
@@ -306,6 +307,7 @@ class StageMetrics:
     name: str
     models: list[str]
     gated: bool
+    """At or past the pipeline's gate (not part of the end to end)."""
     runs: int
     """Runs in which the stage ran (not those that stopped before it or wait at its gate)."""
     of_runs: int
@@ -394,7 +396,8 @@ def _size(wh: tuple[int, int] | None) -> str:
     return f"{wh[0]}x{wh[1]}" if wh else "none"
 
 
-def stage_metrics(name: str, stages: Sequence[StageRecord], of_runs: int) -> StageMetrics:
+def stage_metrics(name: str, stages: Sequence[StageRecord], of_runs: int, gated: bool = False) -> StageMetrics:
+    """One stage's figures over its rows; ``gated``: the stage is at or past the pipeline's gate."""
     ran = [s for s in stages if s.ran]
     waiting = [s for s in stages if s.waiting]
     checked = [s for s in ran if s.qa_passed is not None]
@@ -405,7 +408,7 @@ def stage_metrics(name: str, stages: Sequence[StageRecord], of_runs: int) -> Sta
     return StageMetrics(
         name=name,
         models=sorted({s.model for s in ran} or {s.model for s in stages}),
-        gated=any(s.gated for s in stages),
+        gated=gated or any(s.gated or s.status == WAITING for s in stages),
         runs=len(ran),
         of_runs=of_runs,
         waiting=len(waiting),
@@ -476,6 +479,7 @@ def pipeline_metrics(runs: Sequence[RunRecord], pipeline: str | None = None) -> 
     for r in runs:
         for s in r.stages:
             by_stage.setdefault(s.name, []).append(s)
+    past = {s.name for r in runs for s in r.past_gate}
     statuses: dict[str, int] = {}
     sizes: dict[str, int] = {}
     for r in runs:
@@ -502,7 +506,7 @@ def pipeline_metrics(runs: Sequence[RunRecord], pipeline: str | None = None) -> 
         simulated=any(r.simulated for r in runs),
         statuses=statuses,
         sizes=sizes,
-        stages=[stage_metrics(name, recs, n) for name, recs in by_stage.items()],
+        stages=[stage_metrics(name, recs, n, name in past) for name, recs in by_stage.items()],
         gate=gate_metrics(runs, cost),
     )
 

@@ -592,7 +592,8 @@ def plot_latency(metrics: Sequence[PipelineMetrics], path: Path, sim: bool) -> d
             (bar,) = ax1.bar([x], [lat.mean if math.isfinite(lat.mean) else 0.0], width=width * 0.95, color=colour,
                              label=kind if i == 0 else None)
             bar.set_gid(f"v:{kind}|{m.pipeline}")
-            ax1.annotate(secs(lat.mean), (x, bar.get_height()), xytext=(0, 3), textcoords="offset points",
+            top = max([bar.get_height(), *lat.values])
+            ax1.annotate(secs(lat.mean), (x, top), xytext=(0, 4), textcoords="offset points",
                          ha="center", fontsize=9, fontweight="bold")
             ax1.scatter([x + width * 0.3 * ((j % 5) - 2) / 2 for j in range(len(lat.values))], lat.values, s=10,
                         color="black", zorder=3)
