@@ -69,16 +69,16 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         out = root / "report"
         written = write_report(comparison, out, ws.artifacts().open)
         ids = [[r.run_id for r in p.runs] for p in comparison.pipelines]
+        reg = ws.registry()
+        stage_rows_db = {rid: reg.stage_runs(rid) for rid in ids[1]}  # as the report read them
         # two more approvals: the same runs, read again
         for rid in waiting[1:3]:
             api.approve(rid, "approved later", workspace=ws)
-        reg = ws.registry()
         again = Comparison(
             comparison.briefs,
             [PipelineRuns(p.label, p.source, load_runs(reg, i, p.label)) for p, i in zip(comparison.pipelines, ids,
                                                                                         strict=True)],
         )
-        stage_rows_db = {rid: reg.stage_runs(rid) for rid in ids[1]}
         ws.close()
     import json
 

@@ -600,7 +600,9 @@ def plot_latency(metrics: Sequence[PipelineMetrics], path: Path, sim: bool) -> d
     ax1.set_xticks(range(len(labels)), labels)
     ax1.set_title("mean per run (dots: each run)", fontsize=10)
     ax1.set_ylabel("seconds")
-    ax1.legend(fontsize=8, loc="upper right")
+    tops = [v for m in metrics for v in (*m.latency.values, *m.iterate.values, m.latency.mean) if math.isfinite(v)]
+    ax1.set_ylim(0, max(tops + [1.0]) * 1.35)
+    ax1.legend(fontsize=8, loc="upper center", ncol=2)
     ax1.grid(True, axis="y", alpha=0.3)
 
     stage_names: list[str] = []
