@@ -133,6 +133,8 @@ def test_stage_costs_add_up_to_run_costs(demo):
     hires = next(s for s in staged.stages if s.name == "hires")
     assert hires.projected_price > 0
     assert staged.gate.projected_total == pytest.approx(hires.projected_price * staged.gate.waiting)
+    through = [r for r in demo["comparison"].pipelines[1].runs if r.status == "completed"]
+    assert staged.gate.cost_per_asset == pytest.approx(sum(r.cost_usd for r in through) / len(through))
     assert staged.gate.cost_per_image_all_approved == pytest.approx(
         (staged.cost_total + staged.gate.cost_total + staged.gate.projected_total) / staged.runs
     )

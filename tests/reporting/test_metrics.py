@@ -158,6 +158,7 @@ def test_waiting_stage_did_not_run_and_is_projected_apart():
     g = m.gate
     assert g is not None and (g.stages, g.runs, g.waiting, g.decided_not_run) == (["hires"], 1, 4, 0)
     assert g.cost_per_image_all_approved == pytest.approx((5 * 0.07 + 0.134 + 4 * 0.134) / 5)
+    assert g.cost_per_asset == pytest.approx(0.07 + 0.134)  # every stage the approved asset went through
 
 
 @pytest.mark.parametrize("approved", [0, 2, 5])

@@ -350,6 +350,8 @@ class GateMetrics:
     """Runs whose gated part did not run for a decided reason (rejected, budget, an earlier failure)."""
     cost_total: float
     cost_per_run: float
+    cost_per_asset: float
+    """Mean over the runs that went through the gate of every stage's cost (the asset it delivered)."""
     latency: LatencySummary
     successes: int
     sizes: dict[str, int]
@@ -459,6 +461,7 @@ def gate_metrics(runs: Sequence[RunRecord], cost_to_gate: float) -> GateMetrics 
         decided_not_run=len(parts) - len(went) - len(waiting),
         cost_total=cost,
         cost_per_run=cost / len(went) if went else math.nan,
+        cost_per_asset=sum(r.cost_usd for r, _ in went) / len(went) if went else math.nan,
         latency=LatencySummary.of(sum(s.latency_s for s in p if s.ran) for _, p in went),
         successes=successes,
         sizes=sizes,

@@ -239,6 +239,7 @@ def gate_rows(metrics: Sequence[PipelineMetrics]) -> tuple[list[str], list[list[
         "gated stages",
         "ran (measured)",
         "measured cost: total, per run",
+        "measured cost per asset delivered through it (every stage)",
         "measured latency mean",
         "QA pass",
         "size",
@@ -258,6 +259,7 @@ def gate_rows(metrics: Sequence[PipelineMetrics]) -> tuple[list[str], list[list[
                 f"{g.runs} of {g.of_runs}"
                 + (f" ({g.decided_not_run} stopped or rejected)" if g.decided_not_run else ""),
                 f"{money(g.cost_total)}, {money(g.cost_per_run)}",
+                money(g.cost_per_asset),
                 secs(g.latency.mean),
                 f"{g.successes}/{g.runs}" if g.runs else "n/a",
                 _sizes(g.sizes),
