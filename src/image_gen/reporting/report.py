@@ -635,9 +635,10 @@ def plot_latency(metrics: Sequence[PipelineMetrics], path: Path, sim: bool) -> d
             y = len(rows)
             rows.append(f"{m.pipeline}: {' + '.join(g.stages)}\n(gated, ran in {g.runs} of {g.of_runs})")
             mean = g.latency.mean if math.isfinite(g.latency.mean) else 0.0
-            (bar,) = ax2.barh([y], [mean], color="#cccccc", hatch="//", edgecolor="#666666")
-            bar.set_gid(f"h:gated|{m.pipeline}")
-            note = secs(g.latency.mean) + " per run that ran it" if g.runs else "not run yet"
+            if math.isfinite(g.latency.mean):  # nothing measured, nothing drawn
+                (bar,) = ax2.barh([y], [mean], color="#cccccc", hatch="//", edgecolor="#666666")
+                bar.set_gid(f"h:gated|{m.pipeline}")
+            note = secs(g.latency.mean) + " per run that ran it" if g.runs else "not run in any run yet"
             ax2.annotate(note, (mean, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=9)
     ax2.set_yticks(range(len(rows)), rows, fontsize=8)
     ax2.invert_yaxis()
