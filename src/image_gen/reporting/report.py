@@ -168,7 +168,7 @@ def write_report(
     return [out / "report.md", out / "report.html", out / "metrics.json", *written]
 
 
-# One formatting for every figure, tables and pictures alike: money to the cent's hundredth, seconds to the tenth.
+# One formatting for every figure, tables and pictures alike: dollars to four places, seconds to the tenth.
 def money(v: float) -> str:
     return "n/a" if not math.isfinite(v) else f"${v:.4f}"
 
@@ -179,9 +179,6 @@ def pct(v: float) -> str:
 
 def secs(v: float) -> str:
     return "n/a" if not math.isfinite(v) else f"{v:.1f} s"
-
-
-_money, _pct, _secs = money, pct, secs  # earlier names
 
 
 def _stats(lat: LatencySummary) -> str:
