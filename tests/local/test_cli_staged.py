@@ -78,6 +78,12 @@ def test_staged_run_hands_a_simulated_draft_to_local_stages(
     exported = sorted(out_dir.glob("*.png"))
     assert len(exported) == 3
     assert all(Image.open(x).size == (96, 64) for x in exported)
+    # the A1111 parameters name the local engine's real sampler (the pipeline's scheduler)
+    from image_gen.store.artifacts import read_metadata
+
+    final_png = ws_path / ".image-gen" / "artifacts" / final["artifact"][:2] / f"{final['artifact']}.png"
+    assert f"Sampler: {vendor['sampler']}" in read_metadata(final_png)["parameters"]
+    assert vendor["sampler"].endswith("Scheduler")
 
     # Local renders are seeded per image, so a re-run is served from the cache without a provider call.
     again = invoke("run", "--config", str(config), "--prompt", BRIEF, "--workspace", str(ws_path), "--json")

@@ -91,17 +91,20 @@ def test_pipeline_figures_from_runs():
     assert m.latency.p50 == pytest.approx(np.percentile(e2e, 50))
     assert m.latency.p95 == pytest.approx(np.percentile(e2e, 95))
     assert (m.rerolls, m.escalations) == (1, 1)
-    # 7 finished stage runs, one served from the cache
-    assert m.cache_hit_rate == pytest.approx(1 / 7)
+    # 8 stage runs ran (the failed one too), one served from the cache
+    assert m.cache_hit_rate == pytest.approx(1 / 8)
     assert m.statuses == {"completed": 3, "failed": 1}
 
     draft, final = m.stages
     assert [draft.name, final.name] == ["draft", "final"]
     assert draft.latency.mean == pytest.approx(np.mean([2.0, 2.5, 0.0, 3.0]))
     assert draft.qa_pass_rate == pytest.approx(3 / 4)
-    assert final.runs == 4 and final.latency.n == 3  # the failed stage has no latency sample
+    assert final.runs == 4 and final.latency.n == 4  # the failed stage ran: its time counts
     assert final.qa_pass_rate == pytest.approx(2 / 3)
-    assert final.cost_mean == pytest.approx((0.05 + 0.05 + 0.12) / 4)
+    assert final.cost_per_run == pytest.approx((0.05 + 0.05 + 0.12) / 4)
+    assert draft.latency_share + final.latency_share == pytest.approx(m.latency.mean)
+    assert m.iterate.mean == pytest.approx(np.mean([2.0, 2.5, 0.0, 3.0]))
+    assert m.gate is None and not draft.gated
 
 
 def test_awaiting_approval_counts_by_its_last_stage_and_to_dict_is_json_safe():
@@ -121,3 +124,61 @@ def test_awaiting_approval_counts_by_its_last_stage_and_to_dict_is_json_safe():
     d = none.to_dict()
     assert d["cost_per_success"] is None
     json.dumps(d, allow_nan=False)
+
+
+def gated_runs(approved: int, n: int = 5, price: float = 0.134) -> list[RunRecord]:
+    """n runs of draft -> final -> hires (approval gate); the first ``approved`` went through hires."""
+    out = []
+    for i in range(n):
+        hires = (
+            stage("hires", 10.0, price)
+            if i < approved
+            else stage("hires", 0.0, 0.0, calls=0, status="awaiting_approval", qa=None)
+        )
+        hires.gated = True
+        if i >= approved:
+            hires.waiting, hires.projected_usd = True, price
+        out.append(
+            run(i, [stage("draft", 2.0 + i, 0.02), stage("final", 5.0, 0.05), hires],
+                status="completed" if i < approved else "awaiting_approval")
+        )
+    return out
+
+
+def test_waiting_stage_did_not_run_and_is_projected_apart():
+    m = pipeline_metrics(gated_runs(approved=1))
+    draft, final, hires = m.stages
+    assert (hires.runs, hires.waiting, hires.gated) == (1, 4, True)
+    assert hires.cost_total == pytest.approx(0.134) and hires.projected_total == pytest.approx(4 * 0.134)
+    assert hires.cache_hit_rate == 0 and hires.latency.n == 1
+    # the headline is measured to the gate: every run delivered the final stage's image
+    assert m.successes == 5 and m.cost_total == pytest.approx(5 * 0.07)
+    assert m.latency.mean == pytest.approx(np.mean([7.0 + i for i in range(5)]))
+    assert draft.latency_share + final.latency_share == pytest.approx(m.latency.mean)
+    g = m.gate
+    assert g is not None and (g.stages, g.runs, g.waiting, g.decided_not_run) == (["hires"], 1, 4, 0)
+    assert g.cost_per_image_all_approved == pytest.approx((5 * 0.07 + 0.134 + 4 * 0.134) / 5)
+    assert g.cost_per_asset == pytest.approx(0.07 + 0.134)  # every stage the approved asset went through
+
+
+@pytest.mark.parametrize("approved", [0, 2, 5])
+def test_approvals_move_only_the_gated_figures(approved):
+    base = pipeline_metrics(gated_runs(approved=1))
+    m = pipeline_metrics(gated_runs(approved=approved))
+    same = ("successes", "cost_total", "cost_per_image", "cost_per_success", "calls", "cache_hit_rate")
+    assert {k: getattr(m, k) for k in same} == {k: getattr(base, k) for k in same}
+    assert m.latency == base.latency and m.iterate == base.iterate and m.stages[:2] == base.stages[:2]
+    assert m.gate is not None and (m.gate.runs, m.gate.waiting) == (approved, 5 - approved)
+    assert m.gate.cost_total == pytest.approx(0.134 * approved)
+    assert m.gate.projected_total == pytest.approx(0.134 * (5 - approved))
+    assert m.gate.cost_per_image_all_approved == pytest.approx(base.gate.cost_per_image_all_approved)
+
+
+def test_rejected_gate_is_decided_not_projected():
+    runs = gated_runs(approved=1, n=3)
+    rej = runs[2].stages[2]
+    rej.status, rej.waiting, rej.projected_usd = "rejected", False, 0.0
+    runs[2].status = "rejected"
+    m = pipeline_metrics(runs)
+    assert m.gate is not None and (m.gate.runs, m.gate.waiting, m.gate.decided_not_run) == (1, 1, 1)
+    assert m.gate.projected_total == pytest.approx(0.134)

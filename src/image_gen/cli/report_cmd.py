@@ -80,11 +80,19 @@ def report(
         data = json.loads((written[2]).read_text(encoding="utf-8"))
         emit_json({"written": [str(p) for p in written], **data})
         return
-    from image_gen.reporting.report import summary_rows
+    from image_gen.reporting.report import fairness_line, gate_rows, summary_rows
 
-    head, rows = summary_rows([p.metrics for p in comparison.pipelines])
+    metrics = comparison.metrics
     if comparison.simulated:
         click.echo("SIMULATED results (offline simulator)")
+    click.echo(fairness_line(metrics))
+    head, rows = summary_rows(metrics)
+    click.echo("measured, every run, up to any approval gate:")
+    for row in rows:
+        click.echo("  " + "; ".join(f"{h}: {v}" for h, v in zip(head, row, strict=True)))
+    head, rows = gate_rows(metrics)
+    if rows:
+        click.echo("behind the approval gate (measured where it ran, PROJECTED where a run waits):")
     for row in rows:
         click.echo("  " + "; ".join(f"{h}: {v}" for h, v in zip(head, row, strict=True)))
     click.echo(f"wrote {written[0]} and {written[1]} ({len(written) - 3} pictures)")

@@ -457,12 +457,6 @@ class Runner:
         else:
             self.registry.transition(run_id, ["running"], status, owner=self.leases.owner, **values)
         self.leases.release(run_id)
-        try:  # a metrics bug must never fail a paid run
-            from image_gen.reporting.metrics import record_run_metrics
-
-            record_run_metrics(self.registry, run_id)
-        except Exception:
-            self._log_exception(f"run {run_id}: metrics could not be recorded")
 
     def outcome(self, run_id: str) -> RunOutcome:
         run = self.registry.find_run(run_id)

@@ -484,6 +484,7 @@ class DiffusersLocalProvider:
             "device": str(model.device),
             "dtype": str(model.dtype).removeprefix("torch."),
             "pipeline": type(model.img2img if job.operation == "img2img" else model.text2img).__name__,
+            "sampler": type(getattr(model.text2img, "scheduler", None)).__name__,
             "memory_ladder": log,
             "tiled": tiled,
             "tile_plan": None,
