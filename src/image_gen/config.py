@@ -64,6 +64,11 @@ class QASettings(_Strict):
         description="Minimum normalised edit similarity (1 - Levenshtein / longer length) per expected label "
         "string; None uses the calibrated threshold (qa/thresholds.json)",
     )
+    text_min_precision: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Minimum share of the text read at the label that is the expected text (stray letters or "
+        "words fail); None uses the calibrated threshold (qa/thresholds.json)",
+    )
     sharpness_min: float | None = Field(
         default=None, ge=0, description="Minimum sharpness score; None uses the calibrated threshold"
     )

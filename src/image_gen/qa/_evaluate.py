@@ -100,7 +100,8 @@ def evaluate(
         from image_gen.qa.text import describe_failures, read_for_qa, score_text
 
         min_sim = _text_min_similarity(settings, th)
-        min_prec = float(th["text"].get("min_precision", 0.0))
+        prec = getattr(settings, "text_min_precision", None)
+        min_prec = float(th["text"].get("min_precision", 0.0) if prec is None else prec)
         lines = read_for_qa(image, ocr_engine)
         ts = score_text(exp.texts, lines)
         scores.update(ts.as_scores())
