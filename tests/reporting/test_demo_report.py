@@ -177,12 +177,21 @@ def test_plots_draw_the_tables_figures(demo):
 def test_fairness_line_names_the_sizes(demo):
     line = fairness_line(demo["first"])
     baseline, staged = demo["first"]
-    assert baseline.sizes == {"1024x1024": DEMO_BRIEFS}
+    assert baseline.sizes == {"2048x2048": DEMO_BRIEFS}  # the example configs deliver the same size
     assert set(staged.sizes) == {"2048x2048"}
-    assert line.startswith("NOT like for like") and "1024x1024" in line and "2048x2048" in line
+    assert line.startswith("Like for like: every pipeline delivers 2048x2048")
     assert line in (demo["out"] / "report.md").read_text(encoding="utf-8")
     html = (demo["out"] / "report.html").read_text(encoding="utf-8")
-    assert "NOT like for like" in html
+    assert "Like for like" in html
+
+
+def test_fairness_line_says_when_sizes_differ():
+    from types import SimpleNamespace
+
+    a = SimpleNamespace(pipeline="baseline", sizes={"1024x1024": 3}, gate=None)
+    b = SimpleNamespace(pipeline="staged", sizes={"2048x2048": 3}, gate=None)
+    line = fairness_line([a, b])  # type: ignore[list-item]
+    assert line.startswith("NOT like for like") and "baseline 1024x1024" in line and "staged 2048x2048" in line
 
 
 def test_approving_more_moves_only_the_gated_figures(demo):
