@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from image_gen.config import Config, load_config
 from image_gen.errors import InputError, WorkFailed
+from image_gen.pipeline.rerun import rerun
 from image_gen.pipeline.runner import Brief, Events, Runner, RunOutcome
 from image_gen.workspace import Workspace
 
@@ -39,6 +40,7 @@ __all__ = [
     "provider_status",
     "read_prompt_file",
     "reject",
+    "rerun",
     "resume",
     "run_pipeline",
     "upscale_image",

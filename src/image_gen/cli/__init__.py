@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "upscale": ("image_gen.cli.finish_cmd:upscale", "Upscale an image 2x/4x in blended tiles through a model."),
     "qa": ("image_gen.cli.qa_cmd:qa", "Check image files: label text (OCR), softness, size; exit 1 on a fail."),
     "report": ("image_gen.cli.report_cmd:report", "Compare two pipelines on the same briefs: Markdown/HTML report."),
+    "serve": ("image_gen.cli.serve_cmd:serve", "Open the review studio (web): browse, approve, re-run, compare."),
 }
 
 
