@@ -76,17 +76,22 @@ def _stage_views(studio: Studio, rec: dict[str, Any]) -> list[dict[str, Any]]:
     views = []
     for s in rec["stages"]:
         row: StageRun | None = rows.get(s["idx"])
-        attempts = []
+        attempts: list[dict[str, Any]] = []
         if row is not None:
             for c in studio.registry.calls(stage_run_id=row.id):
-                for sha in (c.meta or {}).get("artifacts") or []:
-                    attempts.append({"sha": sha, "purpose": c.purpose, "seed": c.seed, "model": c.model_id,
-                                     "state": c.state, "kept": sha == s["artifact_sha256"]})
+                if c.purpose not in ("stage", "reroll", "escalation") or c.state != "ok":
+                    continue
+                shas = (c.meta or {}).get("artifacts") or []
+                if shas:
+                    attempts.append({"sha": shas[0], "purpose": c.purpose, "seed": c.seed, "model": c.model_id})
+        # the stage keeps the attempt that passed QA (the last one), or the first when none passed
+        passed = bool((s.get("qa") or {}).get("passed"))
+        failed = attempts[:-1] if passed else attempts[1:]
         qa = s.get("qa") or {}
         details = qa.get("details") or {}
         scores = qa.get("scores") or {}
         sharp = details.get("sharpness") or {}
-        views.append({**s, "attempts": attempts, "failed_attempts": [a for a in attempts if not a["kept"]],
+        views.append({**s, "attempts": attempts, "failed_attempts": failed,
                       "qa_matches": (details.get("text") or {}).get("matches") or [],
                       "qa_read": (details.get("text") or {}).get("read_text"),
                       "qa_sharp": [
@@ -112,8 +117,9 @@ def run_page(request: Request) -> Response:
     studio.check_read(request)
     rec = run_record(studio, request.path_params["run_id"])
     models = queries.facets(studio.registry)["model"]
+    snapshot = json.dumps([rec["status"], [[s["status"], s["artifact_sha256"]] for s in rec["stages"]]])
     return _page(request, "run.html", {"run": rec, "stages": _stage_views(studio, rec), "models": models,
-                                       "title": f"Run {rec['run_id']}"})
+                                       "snapshot": snapshot, "title": f"Run {rec['run_id']}"})
 
 
 def compare_page(request: Request) -> Response:

@@ -39,10 +39,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const run = document.getElementById("run");
   if (run) {
     const id = run.dataset.run;
-    if (run.dataset.status === "running") {
-      fetch(`/api/runs/${id}/status`).then(r => r.json()).then(s =>
-        watchRun(id, [s.status, s.stages.map(x => [x.status, x.artifact_sha256])]));
-    }
+    // the state this page shows, as rendered: any change since (even before this script ran) reloads it
+    if (run.dataset.status === "running") watchRun(id, JSON.parse(run.dataset.snapshot));
     const note = () => (document.getElementById("note") || {}).value || "";
     const decide = (what) => async (ev) => {
       ev.target.disabled = true;
