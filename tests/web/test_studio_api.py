@@ -137,3 +137,48 @@ def test_serve_refuses_other_hosts_without_a_token_file(tmp_path: Any) -> None:
     short.write_text("abc", encoding="utf-8")
     r = invoke("serve", "--host", "0.0.0.0", "--token-file", str(short), "--workspace", str(tmp_path))
     assert r.code == 2 and "16 characters" in r.stderr
+
+
+def test_a_batch_from_an_uploaded_prompt_file(studio: Served) -> None:
+    import time
+
+    from tests.web.conftest import BRIEFS
+
+    with _client(studio) as c:
+        bad = c.post("/api/batches", headers=AUTH, data={"config": str(studio.config)},
+                     files={"prompt_file": ("briefs.exe", b"MZ", "application/octet-stream")})
+        assert bad.status_code == 400
+        # the same brief on the same config: every stage before the gate comes from the cache
+        r = c.post("/api/batches", headers=AUTH, data={"config": str(studio.config)},
+                   files={"prompt_file": ("briefs.txt", f"# launch\n{BRIEFS[1]}\n".encode(), "text/plain")})
+        assert r.status_code == 202, r.text
+        url = f"/api/batches/{r.json()['batch_id']}"
+        deadline = time.monotonic() + 60
+        while not (batch := c.get(url).json())["finished"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert batch["error"] is None and batch["done"] == 1 and len(batch["run_ids"]) == 1
+        assert batch["runs"][0]["status"] == "awaiting_approval" and batch["runs"][0]["prompt"] == BRIEFS[1]
+        assert c.get(f"/batches/{batch['batch_id']}").status_code == 200
+
+
+def test_the_report_page_writes_and_exports_the_before_after_report(studio: Served) -> None:
+    import io
+    import time
+    import zipfile
+
+    with _client(studio) as c:
+        assert c.get("/report/export").status_code == 404  # nothing written yet
+        # the before/after report of two configs on the briefs both ran (here: the config against itself)
+        r = c.post("/api/report", headers=AUTH, json={"baseline": str(studio.config), "staged": str(studio.config)})
+        assert r.status_code == 202, r.text
+        deadline = time.monotonic() + 60
+        while studio.app.state.studio.report_job["state"] == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert studio.app.state.studio.report_job["state"] == "done", studio.app.state.studio.report_job
+        page = c.get("/report/files/report.html")
+        assert page.status_code == 200 and "SIMULATED" in page.text
+        export = c.get("/report/export")
+        names = zipfile.ZipFile(io.BytesIO(export.content)).namelist()
+        assert "report/report.html" in names and "report/cost_vs_success.png" in names

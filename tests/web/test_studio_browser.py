@@ -24,7 +24,9 @@ def test_gallery_lists_runs_newest_first_with_waiting_count(page: Any, studio: S
     # search over the prompt text narrows the gallery
     page.fill("input[name=q]", "beer")
     page.click("[data-testid=filters] button[type=submit]")
-    assert page.locator("[data-testid=gallery] .tile").count() == 1
+    found = page.locator("[data-testid=gallery] .tile").evaluate_all("ts => ts.map(t => t.dataset.run)")
+    assert found == [r.id for r in studio.registry.list_runs(search="beer", limit=100)]
+    assert found and studio.run_ids[0] not in found
     page.goto(studio.url + "/")
     screenshot(page, "gallery")
 
