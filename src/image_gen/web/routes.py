@@ -133,8 +133,8 @@ def compare_page(request: Request) -> Response:
             if s["stage"] not in names:
                 names.append(s["stage"])
     stage = request.query_params.get("stage") or ""
-    keys = ("model", "status", "seed", "steps", "guidance_scale", "strength", "width", "height", "cost_usd",
-            "latency_s", "calls", "rerolls", "escalated_to", "qa")
+    keys = ("model", "status", "cache_hit", "seed", "steps", "guidance_scale", "strength", "width", "height",
+            "cost_usd", "latency_s", "calls", "rerolls", "escalated_to", "qa")
     rows = []
     for name in names:
         for key in keys:
