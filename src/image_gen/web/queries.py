@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm import defer
 
 from image_gen.store.models import Run, StageRun
 
@@ -98,7 +99,8 @@ def gallery(registry: Registry, f: GalleryFilter) -> GalleryPage:
     """One page of runs, newest first, with the image to show for each."""
     with registry.reading() as s:
         total = s.scalar(_where(select(func.count(Run.id)), f)) or 0
-        runs = list(s.scalars(_where(select(Run), f).order_by(Run.created_at.desc(), Run.id)
+        q = _where(select(Run), f).options(defer(Run.config), defer(Run.expect_text))  # the snapshot is large
+        runs = list(s.scalars(q.order_by(Run.created_at.desc(), Run.id)
                               .offset((f.page - 1) * f.per_page).limit(f.per_page)))
         thumbs: dict[str, str | None] = {r.id: r.final_artifact for r in runs}
         missing = [r.id for r in runs if not r.final_artifact]
