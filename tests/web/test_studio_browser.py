@@ -43,6 +43,15 @@ def test_approve_at_the_gate_with_a_note_until_the_hires_image_appears(page: Any
     assert page.locator("[data-testid=img-hires]").count() == 0
     assert page.locator("[data-testid=qa-layout]").inner_text().count("GLOW SERUM") >= 1  # expected vs OCR text
     screenshot(page, "run-at-gate")
+    # full size, then 1:1 for the typography
+    page.click("[data-testid=stage-layout] .imgbtn")
+    viewer = page.locator("[data-testid=viewer]")
+    viewer.locator("img").wait_for()
+    page.wait_for_function("document.querySelector('#viewer img').naturalWidth > 0")
+    viewer.locator("[data-zoom='1']").click()
+    shown, natural = viewer.locator("img").evaluate("i => [i.getBoundingClientRect().width, i.naturalWidth]")
+    assert natural == 256 and round(shown) == natural
+    viewer.locator("[data-close]").click()
     page.fill("[data-testid=note]", "type is crisp, go large")
     page.click("[data-testid=approve]")
     page.locator("[data-testid=img-hires]").wait_for(timeout=60_000)  # live progress until the hires image

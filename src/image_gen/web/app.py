@@ -74,6 +74,7 @@ class Studio:
         self.thumb_dir = workspace.state_dir / "thumbs"
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image-gen-studio")
         self.batches: dict[str, Batch] = {}
+        self.report_job: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._thumb_locks: dict[str, threading.Lock] = {}
 

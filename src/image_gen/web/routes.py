@@ -503,7 +503,7 @@ def report_page(request: Request) -> Response:
     metrics = None
     if (out / "metrics.json").is_file():
         metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    job = getattr(studio, "report_job", None)
+    job = studio.report_job
     return _page(request, "report.html", {"configs": queries.config_sources(studio.registry), "metrics": metrics,
                                           "has_report": (out / "report.html").is_file(), "job": job,
                                           "title": "Report"})
@@ -527,7 +527,7 @@ async def api_report(request: Request) -> Response:
     from image_gen.reporting.report import run_comparison, write_report
 
     job: dict[str, Any] = {"state": "running", "briefs": len(prompts), "error": None}
-    studio.report_job = job  # type: ignore[attr-defined]
+    studio.report_job = job
 
     def work() -> None:
         try:
