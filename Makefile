@@ -1,13 +1,15 @@
 # image-gen: the two commands of the README.
 #   make demo   installs into .venv and runs the staged pipeline on the example briefs (offline simulator,
 #               embedded SQLite registry), approves one run, and writes the before/after report.
-#   make test   installs with the test extras (torch==2.13.0 CPU first) and runs lint, types and the tests.
+#               It ends by printing how to open the review studio (image-gen serve) on the demo workspace.
+#   make test   installs with the test extras (torch==2.13.0 CPU first) and Debian's chromium (skipped when it is
+#               on PATH), and runs lint, types and the tests.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 WS ?= demo
 
-.PHONY: demo test install install-test lint bench clean
+.PHONY: demo test install install-test chromium lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -16,9 +18,15 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install -q -e .
 
-install-test: $(BIN)/python
+install-test: $(BIN)/python chromium
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[local,dev]'
+
+# the studio's browser tests drive Debian's chromium through Playwright (never `playwright install`)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
 
 demo: install
 	@# exit 1 (a brief whose final asset failed QA) is a result the report measures; exit 2 stops the demo
@@ -30,6 +38,8 @@ demo: install
 	$(BIN)/image-gen report --compare examples/baseline.toml examples/staged.toml \
 		--prompt-file examples/prompts.txt --simulate --workspace $(WS) --out $(WS)/report
 	@echo "report: $(WS)/report/report.html"
+	@echo "review studio: $(BIN)/image-gen serve --workspace $(WS)   then open http://127.0.0.1:8765/"
+	@echo "  (sign in with the access token it prints; approve, re-run, compare and read the report there)"
 
 lint:
 	$(BIN)/ruff check src tests benchmarks
@@ -43,6 +53,7 @@ bench:
 	$(BIN)/python benchmarks/bench_qa.py
 	$(BIN)/python benchmarks/bench_tiling.py
 	$(BIN)/python benchmarks/bench_local_tiling.py
+	$(BIN)/python benchmarks/bench_studio.py
 
 clean:
 	rm -rf $(WS) .pytest_cache .mypy_cache .ruff_cache

@@ -23,6 +23,7 @@ from image_gen.briefs import read_prompt_file
 from image_gen.config import Config, load_config
 from image_gen.errors import InputError, WorkFailed
 from image_gen.imaging.images import open_user_image
+from image_gen.pipeline.rerun import rerun
 from image_gen.pipeline.runner import Brief, Events, Runner, RunOutcome
 from image_gen.workspace import Workspace
 
@@ -42,6 +43,7 @@ __all__ = [
     "provider_status",
     "read_prompt_file",
     "reject",
+    "rerun",
     "resume",
     "run_pipeline",
     "upscale_image",

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "qa": ("image_gen.cli.qa_cmd:qa", "Check image files: label text (OCR), softness, size; exit 1 on a fail."),
     "report": ("image_gen.cli.report_cmd:report", "Compare two pipelines on the same briefs: Markdown/HTML report."),
     "keys": ("image_gen.cli.keys_cmd:keys", "Store API keys in the user's keys file (0600); list names, never values."),
+    "serve": ("image_gen.cli.serve_cmd:serve", "Open the review studio (web): browse, approve, re-run, compare."),
 }
 
 # options of the group itself, accepted before the command name as well as after it

@@ -43,6 +43,8 @@ class Run(Base):
     brief_index: Mapped[int | None] = mapped_column(Integer)
     input_artifact: Mapped[str | None] = mapped_column(String(64))
     """The seed image a finishing run started from, if any."""
+    parent_run_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    """The run this one re-ran with a tweak (``api.rerun``), if any."""
 
 
 class StageRun(Base):
