@@ -56,15 +56,11 @@ def run_summary(r: Any) -> dict[str, Any]:
 
 def run_record(studio: Studio, run_id: str) -> dict[str, Any]:
     """One run as ``image-gen runs show --json`` prints it, plus who decided each gate, parent and children."""
-    from image_gen.cli.runs_cmd import run_record as cli_record
+    from image_gen.records import run_record as cli_record
 
     run = studio.registry.find_run(run_id)
     rec = cli_record(studio.ws, run)
-    rec["approvals"] = [{"stage": a.stage_name, "decision": a.decision, "note": a.note, "at": a.decided_at,
-                         "by": a.decided_by} for a in studio.registry.approvals(run.id)]
-    rec["parent_run_id"] = run.parent_run_id
     rec["children"] = [c.id for c in queries.children(studio.registry, run.id)]
-    rec["input_artifact"] = run.input_artifact
     return rec
 
 
