@@ -281,3 +281,47 @@ def test_resume_refuses_a_live_run_and_changes_nothing(tmp_path: Path, ws_path: 
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
         proc.communicate()
+
+
+FORCE = """
+name = "force"
+[pipeline]
+stages = ["draft:ideogram-v1-turbo", "final:ideogram-v3-quality", "polish:ideogram-v1-turbo"]
+width = 128
+height = 128
+[pipeline.qa]
+enabled = false
+[stage.polish]
+strength = 0.3
+[sim]
+latency_scale = 0.4
+fail_rate = 0.0
+"""
+
+
+@pytest.mark.slow
+def test_resume_force_takes_over_and_the_old_process_steps_aside(tmp_path: Path, ws_path: Path) -> None:
+    """``resume --force`` on a live run: the new owner finishes it; the old process stops before its next call
+    without disturbing the new owner (its lease, the run's status)."""
+    cfg = write(tmp_path / "force.toml", FORCE)
+    db = ws_path / ".image-gen" / "registry.db"
+    proc = popen(cli("run", "--config", str(cfg), "--prompt", "Tin of saffron, studio shot", "--simulate",
+                     "--workspace", str(ws_path), "--json"))
+    try:
+        wait_for(lambda: bool(sqlite_rows(db, "select 1 from calls c join stage_runs s on c.stage_run_id = s.id "
+                                              "where s.name = 'final' and c.state = 'sent'")),
+                 120, "the final stage's call to be sent", proc)
+        run_id = str(sqlite_rows(db, "select id from runs")[0][0])
+        r = invoke("resume", run_id, "--force", "--workspace", str(ws_path), "--json")
+        so, se = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert "Traceback" not in se, se
+    assert r.code == 0, (r.stdout, r.stderr)
+    assert r.json()["runs"][0]["status"] == "completed", r.json()["runs"][0]
+    run = sqlite_rows(db, "select status, lease_owner from runs where id = ?", (run_id,))[0]
+    assert run == ("completed", None), run
+    assert not sqlite_rows(db, "select id from calls where state = 'sent'")
+    assert [s for (s,) in sqlite_rows(db, "select status from stage_runs order by idx")] == ["done"] * 3
