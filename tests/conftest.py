@@ -1,11 +1,15 @@
-"""Fixtures shared by every test: an isolated workspace and an environment without vendor keys."""
+"""Fixtures shared by every test: an isolated workspace and an environment without vendor keys; a throwaway
+PostgreSQL server (started once per session, only by tests that ask for it) with a fresh database per test."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests import pg
 
 KEY_VARS = ("IDEOGRAM_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "STABILITY_API_KEY")
 
@@ -35,3 +39,19 @@ def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in KEY_VARS}
     env.update(extra)
     return env
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pg.PgServer]:
+    """A PostgreSQL server on loopback for the whole session (skips the test where none can be started)."""
+    why = pg.unavailable()
+    if why:
+        pytest.skip(why)
+    with pg.running_server(tmp_path_factory.mktemp("pg"), tmp_path_factory.getbasetemp()) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(pg_server: pg.PgServer) -> str:
+    """The SQLAlchemy URL of a fresh, empty database on the session's PostgreSQL server."""
+    return pg_server.new_database()

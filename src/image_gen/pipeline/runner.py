@@ -451,9 +451,10 @@ class Runner:
             lease_owner=None, lease_until=None,
         )
         if status == "cancelled":  # someone else already set it; record the figures only
+            # (only on a cancelled run: a run taken over by ``resume --force`` belongs to its new owner)
             with self.registry.session() as s:
-                s.execute(update(Run).where(Run.id == run_id).values(**{k: v for k, v in values.items()
-                                                                         if k not in ("reason", "error_kind")}))
+                s.execute(update(Run).where(Run.id == run_id, Run.status == "cancelled").values(
+                    **{k: v for k, v in values.items() if k not in ("reason", "error_kind")}))
         else:
             self.registry.transition(run_id, ["running"], status, owner=self.leases.owner, **values)
         self.leases.release(run_id)
