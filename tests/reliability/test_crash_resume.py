@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from image_gen.pipeline.tiling import TilePlan
+from image_gen.imaging.tiling import TilePlan
 from tests.core.helpers import invoke
 from tests.reliability._support import cli, env, popen, sqlite_rows, wait_for, write
 
