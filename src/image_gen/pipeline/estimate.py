@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +29,9 @@ NATIVE_SLACK = 1.1
 
 
 def _plan_tiles() -> Any:
-    for module in ("image_gen.imaging.tiling", "image_gen.pipeline.tiling"):
-        try:
-            return import_module(module).plan_tiles
-        except ModuleNotFoundError:
-            continue
-    raise ImportError("no tile planner (image_gen.imaging.tiling or image_gen.pipeline.tiling)")
+    from image_gen.imaging.tiling import plan_tiles
+
+    return plan_tiles
 
 
 @dataclass
