@@ -170,15 +170,19 @@ def briefs_page(request: Request) -> Response:
                                           "max_briefs": MAX_BRIEFS})
 
 
-def batch_page(request: Request) -> Response:
+def _batch_runs(request: Request) -> tuple[Any, list[Any]]:
+    """The batch named in the path and its recorded runs; 404 when this studio session has no such batch."""
     studio = _studio(request)
     studio.check_read(request)
     batch = studio.batches.get(request.path_params["batch_id"])
     if batch is None:
         raise HTTPException(404, "no such batch in this studio session")
-    runs = [studio.registry.get_run(i) for i in batch.run_ids]
-    return _page(request, "batch.html", {"batch": batch.to_dict(), "runs": [r for r in runs if r],
-                                         "title": "Batch"})
+    return batch, [r for r in (studio.registry.get_run(i) for i in batch.run_ids) if r]
+
+
+def batch_page(request: Request) -> Response:
+    batch, runs = _batch_runs(request)
+    return _page(request, "batch.html", {"batch": batch.to_dict(), "runs": runs, "title": "Batch"})
 
 
 def login_page(request: Request) -> Response:
@@ -478,13 +482,8 @@ async def api_batches(request: Request) -> Response:
 
 
 def api_batch(request: Request) -> Response:
-    studio = _studio(request)
-    studio.check_read(request)
-    batch = studio.batches.get(request.path_params["batch_id"])
-    if batch is None:
-        raise HTTPException(404, "no such batch in this studio session")
-    runs = [studio.registry.get_run(i) for i in batch.run_ids]
-    return _json(batch.to_dict() | {"runs": [run_summary(r) for r in runs if r]})
+    batch, runs = _batch_runs(request)
+    return _json(batch.to_dict() | {"runs": [run_summary(r) for r in runs]})
 
 
 # ------------------------------------------------------------------------------------------------------- report
