@@ -157,7 +157,9 @@ class CallMaker:
         except CapExceeded as exc:
             raise StageStop("budget_stopped", str(exc), "budget") from None
         except RunNotLive as exc:
-            raise StageStop("cancelled", str(exc), "cancelled") from None
+            # cancelled: say so on the stage; taken over (resume --force): the run is no longer this process's
+            raise StageStop("cancelled" if exc.status == "cancelled" else "taken_over", str(exc),
+                            "cancelled" if exc.status == "cancelled" else "taken_over") from None
         t0 = time.perf_counter()
         try:
             result = provider.generate(request)

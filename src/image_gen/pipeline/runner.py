@@ -450,6 +450,9 @@ class Runner:
             qa_passed=qa_passed if status in ("completed", "awaiting_approval") else False,
             lease_owner=None, lease_until=None,
         )
+        if status == "taken_over":  # resume --force gave the run to another process: leave it to that one
+            self.leases.release(run_id)
+            return
         if status == "cancelled":  # someone else already set it; record the figures only
             # (only on a cancelled run: a run taken over by ``resume --force`` belongs to its new owner)
             with self.registry.session() as s:

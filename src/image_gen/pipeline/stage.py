@@ -194,6 +194,8 @@ class StageExecutor:
             changed = params["adapters"] or params["upscale"] or ctx.size_fixes
             verdict = self._qa(ctx, image, asked=asked_size(params)) if changed else ctx.verdict  # 9. QA
         except StageStop as stop:
+            if stop.status == "taken_over":  # another process owns the run now: its rows are not ours to write
+                raise
             cost, latency = self._spent(row.id)
             reg.update(StageRun, row.id, status=stop.status, reason=stop.reason, cost_usd=cost, latency_s=latency,
                        finished_at=utcnow(), rerolls=ctx.rerolls, escalated_to=ctx.escalated_to)

@@ -44,6 +44,10 @@ class CapExceeded(Exception):
 class RunNotLive(Exception):
     """The run is no longer ``running`` under this owner (cancelled, taken over): the call is not made."""
 
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 def day_start_utc(timezone: str = "UTC", now: datetime | None = None) -> datetime:
     """Midnight of today in ``timezone``, as a naive UTC datetime (how the registry stores times)."""
@@ -94,7 +98,8 @@ class Ledger:
                 run = s.execute(select(Run.status, Run.lease_owner).where(Run.id == call.run_id)).one_or_none()
                 if run is None or run.status != "running" or run.lease_owner != owner:
                     status = run.status if run is not None else "gone"
-                    raise RunNotLive(f"run {call.run_id} is {status}; the call was not sent")
+                    why = status if status != "running" else "running in another process (taken over)"
+                    raise RunNotLive(f"run {call.run_id} is {why}; the call was not sent", status)
             if caps.per_run_usd is not None and call.run_id is not None:
                 spent = self._run_spend(s, call.run_id)
                 if spent + expected > caps.per_run_usd + EPS:
