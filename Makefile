@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 WS ?= demo
 
-.PHONY: demo test install install-test chromium lint bench clean
+.PHONY: demo test install install-test chromium postgresql lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install -q -e .
 
-install-test: $(BIN)/python chromium
+install-test: $(BIN)/python chromium postgresql
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[local,dev]'
 
@@ -27,6 +27,12 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+
+# the registry, budget and race tests also run on a throwaway PostgreSQL server from Debian's package
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q postgresql; }
 
 demo: install
 	@# exit 1 (a brief whose final asset failed QA) is a result the report measures; exit 2 stops the demo
@@ -42,7 +48,7 @@ demo: install
 	@echo "  (sign in with the access token it prints; approve, re-run, compare and read the report there)"
 
 lint:
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/mypy
 
 test: install-test lint

@@ -19,8 +19,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-INITDB = shutil.which("initdb")
-PG_CTL = shutil.which("pg_ctl")
+def _pg_bin(name: str) -> str | None:
+    """A PostgreSQL server program: on PATH, else in Debian's /usr/lib/postgresql/<version>/bin (newest first)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for version in sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: p.parent.name, reverse=True):
+        if (version / name).is_file():
+            return str(version / name)
+    return None
+
+
+INITDB = _pg_bin("initdb")
+PG_CTL = _pg_bin("pg_ctl")
 
 
 def _free_port() -> int:
