@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+
 def _pg_bin(name: str) -> str | None:
     """A PostgreSQL server program: on PATH, else in Debian's /usr/lib/postgresql/<version>/bin (newest first)."""
     found = shutil.which(name)
