@@ -40,3 +40,11 @@ def run_record(ws: Any, run: Any, *, with_calls: bool = True) -> dict[str, Any]:
                        "by": a.decided_by} for a in reg.approvals(run.id)],
         "stages": stages,
     }
+
+
+def run_summary(r: Any) -> dict[str, Any]:
+    """One run as ``image-gen runs list --json`` lists it (and ``GET /api/runs`` serves it)."""
+    return {"run_id": r.id, "status": r.status, "cost_usd": r.cost_usd, "latency_s": r.latency_s,
+            "qa_passed": r.qa_passed, "simulated": r.simulated, "pipeline": r.pipeline_name,
+            "config_source": r.config_source, "prompt": r.prompt, "created_at": r.created_at,
+            "parent_run_id": r.parent_run_id, "final_artifact": r.final_artifact}

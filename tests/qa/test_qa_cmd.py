@@ -86,7 +86,7 @@ def test_extra_text_at_the_label_fails_the_issue_case(tmp_path, render, capsys):
     code, out, _ = run_captured(["qa", str(path), "--expect-text", "STRIDE ONE"], capsys)
     assert code == 1, out
     lines = out.splitlines()
-    assert lines[0].startswith(f"FAIL {path}") and "text similarity 1.00" in lines[0]
+    assert lines[0].startswith(f"fail {path}") and "text similarity 1.00" in lines[0]
     prefix = '  - extra text at label "STRIDE ONE": read "'
     assert lines[1].startswith(prefix) and "(precision 0." in lines[1] and "similarity 1.00)" in lines[1]
     read = lines[1][len(prefix) :].split('" there')[0]
@@ -107,7 +107,7 @@ def test_without_expect_text_the_embedded_prompt_is_used_and_named(tmp_path, ren
                  _save(typo, tmp_path / "typo.png", parameters=params)]
     code, out, _ = run_captured(["qa", *map(str, files), "--json"], capsys)
     assert code == 1
-    good_v, typo_v = json.loads(out)
+    good_v, typo_v = json.loads(out)["images"]
     assert good_v["passed"] is True and typo_v["passed"] is False
     for v in (good_v, typo_v):
         expected = v["details"]["expected"]
@@ -122,7 +122,7 @@ def test_with_no_expected_text_anywhere_the_skip_is_said(tmp_path, render, capsy
     path = _save(render(["AQUA PURE"], seed=21), tmp_path / "plain.png")
     code, out, _ = run_captured(["qa", str(path), "--json"], capsys)
     assert code == 0
-    (v,) = json.loads(out)
+    (v,) = json.loads(out)["images"]
     assert "text" not in v["details"] and "text_similarity_min" not in v["scores"]
     assert v["details"]["expected"]["source"] == "none"
     assert "no embedded prompt" in v["details"]["expected"]["skipped"]

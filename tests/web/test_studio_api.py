@@ -91,13 +91,14 @@ def test_api_lists_runs_in_the_cli_shape_and_filters(studio: Served) -> None:
     cli = invoke("runs", "list", "--json", "--workspace", str(studio.root), "--limit", "1000")
     assert cli.code == 0
     with _client(studio) as c:
-        api_rows = c.get("/api/runs", params={"limit": 1000}).json()
-        assert [r["run_id"] for r in api_rows] == [r["run_id"] for r in cli.json()]
-        for ours, theirs in zip(api_rows, cli.json(), strict=True):
+        api_rows = c.get("/api/runs", params={"limit": 1000}).json()["runs"]
+        assert [r["run_id"] for r in api_rows] == [r["run_id"] for r in cli.json()["runs"]]
+        for ours, theirs in zip(api_rows, cli.json()["runs"], strict=True):
             assert {k: ours[k] for k in theirs} == theirs
-        waiting = c.get("/api/runs", params={"awaiting": "1"}).json()
+        waiting = c.get("/api/runs", params={"awaiting": "1"}).json()["runs"]
         assert waiting and all(r["status"] == "awaiting_approval" for r in waiting)
-        assert [r["run_id"] for r in c.get("/api/runs", params={"q": "HOP STORM"}).json()] == [studio.run_ids[1]]
+        found = c.get("/api/runs", params={"q": "HOP STORM"}).json()["runs"]
+        assert [r["run_id"] for r in found] == [studio.run_ids[1]]
         shown = c.get(f"/api/runs/{studio.run_ids[1]}").json()
     cli_show = invoke("runs", "show", studio.run_ids[1], "--json", "--workspace", str(studio.root)).json()
     assert set(cli_show) <= set(shown) and [s["stage"] for s in shown["stages"]] == [

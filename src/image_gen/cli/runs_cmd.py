@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from image_gen.cli._common import emit_json, existing_workspace, get_run, json_option, qa_word, workspace_option
-from image_gen.records import run_record
+from image_gen.records import run_record, run_summary
 
 
 def escape(text: str) -> str:
@@ -82,12 +82,6 @@ def _query(ws: Any, *, search: str | None, status: str | None, model: str | None
                                                  since=parse_since(since)))
 
 
-def _row(r: Any) -> dict[str, Any]:
-    return {"run_id": r.id, "status": r.status, "cost_usd": r.cost_usd, "latency_s": r.latency_s,
-            "qa_passed": r.qa_passed, "simulated": r.simulated, "pipeline": r.pipeline_name,
-            "config_source": r.config_source, "prompt": r.prompt, "created_at": r.created_at}
-
-
 @runs.command("list")
 @_filters
 @click.option("--limit", "-n", type=click.IntRange(1, 100000), default=50, show_default=True,
@@ -100,7 +94,7 @@ def list_runs(search: str | None, status: str | None, model: str | None, config:
     since_ok = parse_since(since)  # bad input before the workspace is looked at
     del since_ok
     ws = existing_workspace(workspace, registry_url)
-    data = [_row(r) for r in _query(ws, search=search, status=status, model=model, config=config, since=since,
+    data = [run_summary(r) for r in _query(ws, search=search, status=status, model=model, config=config, since=since,
                                     limit=limit)]
     if as_json:
         emit_json({"runs": data})
@@ -119,7 +113,7 @@ def list_runs(search: str | None, status: str | None, model: str | None, config:
                      **fixed([c[i] for c in cells], head))
     t.add_column("prompt", no_wrap=True, overflow="ellipsis")  # the one column that may be shortened
     for c, d in zip(cells, data, strict=True):
-        t.add_row(*c, escape(d["prompt"]))
+        t.addrun_summary(*c, escape(d["prompt"]))
     console().print(t)
 
 
@@ -220,7 +214,7 @@ def compare(run_ids: tuple[str, ...], workspace: str | None, registry_url: str |
                      **fixed([c[i] for c in cells], head))
     t.add_column("prompt", no_wrap=True, overflow="ellipsis")  # the one column that may be shortened
     for c, r in zip(cells, rows, strict=True):
-        t.add_row(*c, escape(r["prompt"]))
+        t.addrun_summary(*c, escape(r["prompt"]))
     con.print(t)
     for r in rows:  # stage models in full, one line per run (wrapped by the terminal, never cut)
         click.echo(wrapped(f"{r['run_id']}: {' > '.join(r['stages'])}"))

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from image_gen import api
 from image_gen.errors import InputError
+from image_gen.records import run_summary
 from image_gen.web import queries
 from image_gen.web.app import MAX_BRIEFS, MAX_UPLOAD_BYTES, SESSION_COOKIE, Studio
 
@@ -47,13 +48,6 @@ def _page(request: Request, name: str, context: dict[str, Any], status: int = 20
 
 
 # ------------------------------------------------------------------------------------------------------- records
-def run_summary(r: Any) -> dict[str, Any]:
-    """One run as ``image-gen runs list --json`` prints it (plus its parent)."""
-    return {"run_id": r.id, "status": r.status, "cost_usd": r.cost_usd, "latency_s": r.latency_s,
-            "qa_passed": r.qa_passed, "simulated": r.simulated, "pipeline": r.pipeline_name, "prompt": r.prompt,
-            "created_at": r.created_at, "parent_run_id": r.parent_run_id, "final_artifact": r.final_artifact}
-
-
 def run_record(studio: Studio, run_id: str) -> dict[str, Any]:
     """One run as ``image-gen runs show --json`` prints it, plus who decided each gate, parent and children."""
     from image_gen.records import run_record as cli_record
@@ -268,7 +262,7 @@ def api_runs(request: Request) -> Response:
     studio.check_read(request)
     f = queries.gallery_filter(request.query_params, per_page=50, max_per_page=10000)
     page = queries.gallery(studio.registry, f)
-    return _json([run_summary(r) for r in page.runs])
+    return _json({"runs": [run_summary(r) for r in page.runs]})  # the shape of ``runs list --json``
 
 
 def api_run(request: Request) -> Response:
