@@ -1,10 +1,6 @@
-"""The simulator's scenes: what a brief asks for (product, colours, surface, props) and how it is drawn.
+"""The simulator's drawing: renders a scene (:class:`SceneSpec`, laid out by :func:`layout`) as a product shot.
 
-:func:`parse_scene` reads a brief into a :class:`SceneSpec`: the product it names (bottle, dropper bottle, can,
-bag or pouch, box or carton, shoe box, tube, tin, jar, bar, cup; a plain package when none is named), the colour
-words of the product (``matte black``, ``amber glass``, ``red`` ...), the surface it stands on (marble, wood,
-concrete, ice, sand, stone, fabric; a studio sweep otherwise), the light and a few props (citrus slices, ice,
-coffee beans). :func:`draw_scene` renders it at a *quality* between 0 and 1 that comes from the model:
+:func:`draw_scene` renders it at a *quality* between 0 and 1 that comes from the model:
 
 - rough (a turbo draft, quality near 0): rendered at half resolution and scaled up, aliased shapes, flat shading
   in a few bands, faint textures, blotchy noise (in brightness only);
@@ -12,18 +8,30 @@ coffee beans). :func:`draw_scene` renders it at a *quality* between 0 and 1 that
   banding), specular highlights, surface detail (grain, veins, speckle), a soft contact shadow, fine film grain.
 
 The composition (where the product stands, its size, the palette) follows the brief only, so every stage of a
-pipeline draws the same scene and image-to-image between them has nothing to ghost.
+pipeline draws the same scene and image-to-image between them has nothing to ghost. Reading the brief lives in
+:mod:`image_gen.providers._sim_brief` and the composition in :mod:`image_gen.providers._sim_layout`; their public
+names are re-exported here for the callers that import them from this module.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import re
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from image_gen.providers._sim_brief import (
+    COLOURS,
+    DEFAULT_FINISH,
+    DEFAULT_PALETTES,
+    FINISHES,
+    KINDS,
+    PRODUCTS,
+    RGB,
+    SURFACES,
+    SceneSpec,
+    parse_scene,
+)
+from image_gen.providers._sim_layout import Layout, Part, _lum, _shape_xs, _shape_ys, layout
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,397 +40,10 @@ if TYPE_CHECKING:
 
     Arr = npt.NDArray[Any]
 
-RGB = tuple[int, int, int]
-
-PRODUCTS: dict[str, tuple[str, ...]] = {
-    # kind: the words that name it (whole words, case-insensitive)
-    "bottle": ("bottle", "bottles", "flask", "flasks"),
-    "can": ("can", "cans", "soda"),
-    "bag": ("bag", "bags", "pouch", "pouches", "sachet", "sack"),
-    "box": ("box", "boxes", "carton", "cartons", "packaging", "package"),
-    "tube": ("tube", "tubes"),
-    "tin": ("tin", "tins"),
-    "jar": ("jar", "jars", "pot"),
-    "bar": ("bar", "bars", "wrapper"),
-    "cup": ("cup", "cups", "mug", "mugs", "tumbler"),
-}
-"""Product kinds and the words that name them; ``dropper`` (a serum bottle) and ``shoebox`` are variants."""
-
-KINDS = (*PRODUCTS, "dropper", "shoebox", "package")
-
-COLOURS: dict[str, tuple[RGB, str | None]] = {
-    # word: (sRGB, finish it implies or None)
-    "black": ((24, 24, 26), None), "white": ((238, 237, 232), None), "red": ((190, 28, 36), None),
-    "crimson": ((160, 20, 40), None), "green": ((36, 128, 64), None), "emerald": ((20, 120, 80), None),
-    "blue": ((32, 84, 180), None), "navy": ((22, 36, 84), None), "teal": ((18, 124, 124), None),
-    "turquoise": ((40, 190, 190), None), "yellow": ((240, 198, 40), None), "orange": ((236, 118, 30), None),
-    "purple": ((104, 48, 150), None), "violet": ((120, 70, 170), None), "lavender": ((180, 160, 215), None),
-    "pink": ((232, 120, 160), None), "coral": ((240, 120, 100), None), "brown": ((110, 68, 40), None),
-    "chocolate": ((78, 46, 30), None), "cream": ((240, 230, 204), None), "beige": ((220, 200, 168), None),
-    "grey": ((128, 128, 130), None), "gray": ((128, 128, 130), None), "mint": ((150, 218, 190), None),
-    "gold": ((212, 170, 62), "metal"), "golden": ((212, 170, 62), "metal"), "silver": ((192, 194, 198), "metal"),
-    "steel": ((178, 182, 188), "metal"), "stainless": ((178, 182, 188), "metal"), "chrome": ((200, 204, 210), "metal"),
-    "copper": ((184, 112, 60), "metal"), "bronze": ((160, 110, 50), "metal"), "amber": ((176, 96, 18), "glass"),
-    "kraft": ((190, 150, 104), "matte"),
-}
-FINISHES: dict[str, str] = {"matte": "matte", "matt": "matte", "glossy": "glossy", "gloss": "glossy",
-                            "shiny": "glossy", "metallic": "metal", "glass": "glass", "frosted": "matte",
-                            "foil": "metal", "aluminium": "metal", "aluminum": "metal"}
-SURFACES: dict[str, tuple[str, ...]] = {
-    "marble": ("marble",),
-    "wood": ("wood", "wooden", "oak", "walnut", "timber", "table", "counter", "desk", "shelf"),
-    "concrete": ("concrete", "cement", "pavement"),
-    "ice": ("ice", "icy"),
-    "sand": ("sand", "sandy", "beach", "dune"),
-    "stone": ("stone", "slate", "granite", "rock"),
-    "fabric": ("linen", "fabric", "cloth", "silk", "velvet"),
-}
-DEFAULT_PALETTES: dict[str, tuple[RGB, ...]] = {
-    "bottle": ((40, 110, 170), (200, 60, 50), (60, 140, 90), (230, 230, 226)),
-    "dropper": ((176, 96, 18), (60, 100, 80), (40, 60, 120)),
-    "can": ((210, 40, 40), (30, 90, 190), (240, 180, 30), (30, 150, 110), (120, 200, 60)),
-    "bag": ((160, 50, 40), (40, 70, 60), (190, 150, 104)),
-    "box": ((240, 180, 30), (220, 60, 40), (40, 120, 200), (250, 140, 30)),
-    "shoebox": ((236, 236, 230), (200, 80, 40), (40, 40, 44)),
-    "tube": ((245, 245, 240), (250, 200, 60), (60, 150, 210)),
-    "tin": ((40, 90, 60), (150, 30, 30), (200, 160, 60)),
-    "jar": ((230, 230, 225), (160, 40, 60), (60, 120, 60)),
-    "bar": ((78, 46, 30), (150, 30, 40), (30, 50, 110)),
-    "cup": ((245, 245, 240), (40, 40, 44), (190, 150, 104)),
-    "package": ((200, 80, 40), (40, 120, 200), (236, 236, 230)),
-}
-DEFAULT_FINISH = {"bottle": "glossy", "dropper": "glass", "can": "metal", "bag": "matte", "box": "matte",
-                  "shoebox": "matte", "tube": "glossy", "tin": "metal", "jar": "glass", "bar": "matte",
-                  "cup": "matte", "package": "matte"}
-
-
-@dataclass(frozen=True)
-class SceneSpec:
-    """What a brief asks to be drawn."""
-
-    product: str
-    """One of :data:`KINDS`."""
-    body: RGB
-    finish: str
-    """matte, glossy, metal or glass."""
-    colour_words: tuple[str, ...]
-    """The colour and finish words read from the brief for the product (empty: a palette colour was chosen)."""
-    surface: str
-    """studio, marble, wood, concrete, ice, sand, stone or fabric."""
-    light: str = "studio"
-    """studio, window or sun."""
-    props: tuple[str, ...] = ()
-    serif: bool = False
-    bold: bool = False
-    vintage: bool = False
-    seed: int = 0
-    """The brief's digest: composition and palette choices."""
-
-    def replace(self, **changes: Any) -> SceneSpec:
-        return dataclasses.replace(self, **changes)
-
-
-def _digest(*parts: Any) -> int:
-    h = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(h[:8], "big")
-
-
-def _words(text: str) -> list[tuple[int, str]]:
-    return [(m.start(), m.group(0).lower()) for m in re.finditer(r"[A-Za-z]+", text)]
-
-
-def parse_scene(prompt: str, texts: list[str] | None = None) -> SceneSpec:
-    """Read the product, its colours, the surface, light and props from a brief (quoted label text ignored)."""
-    plain = prompt
-    for t in texts or []:
-        plain = plain.replace(t, " ")
-    words = _words(plain)
-    names = [w for _, w in words]
-    seed = _digest(prompt) % 2**32
-
-    product, pos = "package", -1
-    for p, w in words:
-        kind = next((k for k, ws in PRODUCTS.items() if w in ws), None)
-        if kind is not None:
-            if kind == "tin" and "can" in names:
-                continue
-            product, pos = kind, p
-            break
-    has = set(names)
-    if product == "bottle" and has & {"serum", "dropper", "tincture", "essential"}:
-        product = "dropper"
-    if product == "box" and has & {"sneaker", "sneakers", "shoe", "shoes", "trainer", "trainers"}:
-        product = "shoebox"
-
-    # colour: the colour words of the product's own clause, before its noun; else after it up to "on"/"with"
-    clause_start = max(plain.rfind(c, 0, pos) for c in ",:;.") + 1 if pos >= 0 else 0
-    before = [(p, w) for p, w in words if clause_start <= p < pos] if pos >= 0 else []
-    after: list[tuple[int, str]] = []
-    if pos >= 0:
-        for p, w in words:
-            if p <= pos:
-                continue
-            if w in ("on", "with", "against", "atop", "over", "beside", "in", "near", "and") or plain[pos:p].count(","):
-                break
-            after.append((p, w))
-    chosen = [w for _, w in before if w in COLOURS or w in FINISHES] or \
-             [w for _, w in after if w in COLOURS or w in FINISHES]
-    if not chosen and pos < 0:
-        chosen = [w for w in names if w in COLOURS]
-    colour_words = [w for w in chosen if w in COLOURS]
-    finish = next((FINISHES[w] for w in chosen if w in FINISHES), None)
-    rng_i = _digest(prompt, "palette")
-    if colour_words:
-        body, implied = COLOURS[colour_words[-1]]
-        if colour_words[-1] in ("stainless", "steel") or "stainless" in colour_words:
-            body, implied = COLOURS["steel"]
-        finish = finish or implied
-    else:
-        palette = DEFAULT_PALETTES[product]
-        body = palette[rng_i % len(palette)]
-    if "dark" in [w for _, w in before]:
-        body = (int(body[0] * 0.7), int(body[1] * 0.7), int(body[2] * 0.7))
-    if has & {"pastel", "pale"}:
-        body = (int(body[0] * 0.5 + 120), int(body[1] * 0.5 + 120), int(body[2] * 0.5 + 120))
-    finish = finish or DEFAULT_FINISH[product]
-
-    surface = "studio"
-    for w in names:
-        hit = next((s for s, ws in SURFACES.items() if w in ws), None)
-        if hit is not None:
-            surface = hit
-            break
-    light = "window" if "window" in has else "sun" if has & {"beach", "sun", "sunlight", "outdoor"} else "studio"
-    props: list[str] = []
-    if has & {"citrus", "lime", "limes", "lemon", "lemons", "orange", "slices"} and has & {"slice", "slices",
-                                                                                          "citrus", "wedges"}:
-        props.append("citrus")
-    if "ice" in has:
-        props.append("ice")
-    if product == "bag" and "coffee" in has:
-        props.append("beans")
-    return SceneSpec(
-        product=product, body=tuple(int(c) for c in body), finish=finish,  # type: ignore[arg-type]
-        colour_words=tuple(w for w in chosen), surface=surface, light=light, props=tuple(props),
-        serif=bool(has & {"serif", "elegant", "vintage", "classic"}) and "sans" not in has,
-        bold=bool(has & {"bold", "heavy", "chunky"}), vintage=bool(has & {"vintage", "retro", "classic"}), seed=seed,
-    )
-
-
-# -- geometry ---------------------------------------------------------------------------------------------------
-@dataclass
-class Part:
-    shapes: list[tuple[Any, ...]]
-    """("poly", [(x, y), ...]) | ("rrect", (x0, y0, x1, y1), r) | ("ellipse", (x0, y0, x1, y1)), in pixels."""
-    colour: RGB
-    shading: str = "cyl"
-    """cyl (round across its width), flat, side (a box's side face), top (a lit top face)."""
-    finish: str = "matte"
-    span: tuple[float, float] | None = None
-    """The x range the cylindrical shading spans (default: the part's bounding box)."""
-
-
-@dataclass
-class Layout:
-    parts: list[Part]
-    label: tuple[float, float, float, float]
-    """Where the label text goes (x0, y0, x1, y1)."""
-    label_span: tuple[float, float]
-    footprint: tuple[float, float, float, float]
-    """The contact shadow's ellipse."""
-    bbox: tuple[float, float, float, float]
-    label_panel: bool = True
-
-
-def _lum(c: RGB) -> float:
-    return 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
-
-
-def _shade(c: RGB, k: float) -> RGB:
-    return (min(255, int(c[0] * k)), min(255, int(c[1] * k)), min(255, int(c[2] * k)))
-
-
-def layout(spec: SceneSpec, width: int, height: int) -> Layout:
-    """Where the product and its label stand (deterministic in the brief and the size)."""
-    s = min(width, height)
-    jitter = ((spec.seed >> 8) % 1000) / 1000.0 - 0.5
-    cx = width / 2 + jitter * width * 0.08
-    base = height * 0.86
-    body, fin = spec.body, spec.finish
-    dark_cap = (28, 28, 30) if _lum(body) > 90 else (200, 200, 204)
-    k = spec.product
-    parts: list[Part] = []
-    panel = True
-    if k == "bottle":
-        w, h = s * 0.30, s * 0.66
-        x0, x1, top = cx - w / 2, cx + w / 2, base - h
-        neck_w = w * 0.42
-        shoulder = top + h * 0.2
-        parts.append(Part([("rrect", (x0, shoulder, x1, base), w * 0.16),
-                           ("poly", [(x0 + w * 0.04, shoulder + w * 0.2), (cx - neck_w / 2, top + h * 0.07),
-                                     (cx + neck_w / 2, top + h * 0.07), (x1 - w * 0.04, shoulder + w * 0.2)])],
-                          body, finish=fin, span=(x0, x1)))
-        parts.append(Part([("rrect", (cx - neck_w * 0.62, top - h * 0.02, cx + neck_w * 0.62, top + h * 0.09),
-                            neck_w * 0.12)], dark_cap, finish="glossy"))
-        label = (x0 + w * 0.02, base - h * 0.6, x1 - w * 0.02, base - h * 0.2)
-        span = (x0, x1)
-        foot = (x0 - w * 0.1, base - s * 0.02, x1 + w * 0.1, base + s * 0.025)
-    elif k == "dropper":
-        w, h = s * 0.30, s * 0.44
-        x0, x1, top = cx - w / 2, cx + w / 2, base - h
-        parts.append(Part([("rrect", (x0, top + h * 0.12, x1, base), w * 0.18)], body, finish="glass", span=(x0, x1)))
-        parts.append(Part([("rrect", (cx - w * 0.26, top - h * 0.02, cx + w * 0.26, top + h * 0.16), w * 0.05)],
-                          (30, 30, 32), finish="glossy"))
-        parts.append(Part([("rrect", (cx - w * 0.15, top - h * 0.38, cx + w * 0.15, top + h * 0.02), w * 0.14)],
-                          (40, 40, 42), finish="matte"))
-        label = (x0 + w * 0.04, top + h * 0.36, x1 - w * 0.04, top + h * 0.86)
-        span = (x0, x1)
-        foot = (x0 - w * 0.1, base - s * 0.02, x1 + w * 0.1, base + s * 0.025)
-        body_box = (x0, top - h * 0.38, x1, base)
-        return Layout(parts, label, span, foot, body_box)
-    elif k == "can":
-        w, h = s * 0.30, s * 0.54
-        x0, x1, top = cx - w / 2, cx + w / 2, base - h
-        ry = w * 0.09
-        parts.append(Part([("rrect", (x0, top + ry, x1, base - ry * 0.5), w * 0.06),
-                           ("ellipse", (x0, base - ry * 1.5, x1, base + ry * 0.5)),
-                           ("poly", [(x0, top + ry * 2), (x0 + w * 0.08, top), (x1 - w * 0.08, top),
-                                     (x1, top + ry * 2)])], body, finish="metal", span=(x0, x1)))
-        parts.append(Part([("ellipse", (x0 + w * 0.08, top - ry, x1 - w * 0.08, top + ry))], (196, 198, 202),
-                          shading="top", finish="metal"))
-        parts.append(Part([("rrect", (x0, base - ry * 1.2, x1, base - ry * 0.2), 2)], (170, 172, 176),
-                          finish="metal", span=(x0, x1)))
-        label = (x0 + w * 0.03, top + h * 0.3, x1 - w * 0.03, top + h * 0.72)
-        span = (x0, x1)
-        foot = (x0 - w * 0.08, base - s * 0.02, x1 + w * 0.08, base + s * 0.02)
-    elif k == "bag":
-        w, h = s * 0.42, s * 0.62
-        x0, x1, top = cx - w / 2, cx + w / 2, base - h
-        teeth = 14
-        zig = [(x0 + w * 0.02 + (w * 0.96) * i / teeth, top + (0 if i % 2 else h * 0.015)) for i in range(teeth + 1)]
-        parts.append(Part([("poly", [(x0 + w * 0.02, top + h * 0.01), *zig, (x1 - w * 0.02, top + h * 0.01),
-                                     (x1 - w * 0.01, top + h * 0.1), (x1 + w * 0.03, base - h * 0.04),
-                                     (x1, base), (x0, base), (x0 - w * 0.03, base - h * 0.04),
-                                     (x0 + w * 0.01, top + h * 0.1)])], body, shading="flat", finish=fin,
-                          span=(x0, x1)))
-        parts.append(Part([("rrect", (x0 + w * 0.01, top + h * 0.075, x1 - w * 0.01, top + h * 0.095), 2)],
-                          _shade(body, 0.75), shading="flat", finish=fin))
-        parts.append(Part([("ellipse", (cx - w * 0.05, top + h * 0.14, cx + w * 0.05, top + h * 0.14 + w * 0.1))],
-                          _shade(body, 0.8) if _lum(body) > 60 else (60, 60, 62), shading="flat", finish="glossy"))
-        label = (x0 + w * 0.1, top + h * 0.36, x1 - w * 0.1, top + h * 0.74)
-        span = (x0, x1)
-        foot = (x0 - w * 0.06, base - s * 0.02, x1 + w * 0.06, base + s * 0.02)
-    elif k in ("box", "package"):
-        w, h, d = s * 0.40, s * 0.62, s * 0.12
-        x0, x1, top = cx - w / 2 - d / 3, cx + w / 2 - d / 3, base - h
-        parts.append(Part([("poly", [(x0, top), (x1, top), (x1, base), (x0, base)])], body, shading="flat",
-                          finish=fin))
-        parts.append(Part([("poly", [(x1, top), (x1 + d * 0.7, top - d * 0.45), (x1 + d * 0.7, base - d * 0.45),
-                                     (x1, base)])], body, shading="side", finish=fin))
-        parts.append(Part([("poly", [(x0, top), (x0 + d * 0.7, top - d * 0.45), (x1 + d * 0.7, top - d * 0.45),
-                                     (x1, top)])], body, shading="top", finish=fin))
-        label = (x0 + w * 0.08, top + h * 0.1, x1 - w * 0.08, top + h * 0.46)
-        span = (x0, x1)
-        foot = (x0 - w * 0.05, base - s * 0.03, x1 + d, base + s * 0.02)
-    elif k == "shoebox":
-        w, h, d = s * 0.70, s * 0.28, s * 0.22
-        x0, x1, top = cx - w / 2 - d / 4, cx + w / 2 - d / 4, base - h
-        lid = h * 0.36
-        parts.append(Part([("poly", [(x0 + 3, top + lid), (x1 - 3, top + lid), (x1 - 3, base), (x0 + 3, base)])],
-                          _shade(body, 0.93), shading="flat", finish=fin))
-        parts.append(Part([("poly", [(x1 - 3, top + lid), (x1 + d * 0.6, top + lid - d * 0.4),
-                                     (x1 + d * 0.6, base - d * 0.4), (x1 - 3, base)])], body, shading="side",
-                          finish=fin))
-        parts.append(Part([("poly", [(x0, top), (x1, top), (x1, top + lid), (x0, top + lid)])], body,
-                          shading="flat", finish=fin))
-        parts.append(Part([("poly", [(x1, top), (x1 + d * 0.6, top - d * 0.4), (x1 + d * 0.6, top + lid - d * 0.4),
-                                     (x1, top + lid)])], body, shading="side", finish=fin))
-        parts.append(Part([("poly", [(x0, top), (x0 + d * 0.6, top - d * 0.4), (x1 + d * 0.6, top - d * 0.4),
-                                     (x1, top)])], body, shading="top", finish=fin))
-        label = (x0 + w * 0.08, top + lid * 0.06, x1 - w * 0.08, top + lid * 0.94)
-        span = (x0, x1)
-        foot = (x0 - w * 0.04, base - s * 0.03, x1 + d * 0.7, base + s * 0.02)
-        panel = _lum(body) < 170
-    elif k == "tube":
-        w, h = s * 0.36, s * 0.62
-        x0, x1, top = cx - w / 2, cx + w / 2, base - h
-        cap_w = w * 0.4
-        parts.append(Part([("poly", [(x0 - w * 0.04, top + h * 0.06), (x1 + w * 0.04, top + h * 0.06),
-                                     (cx + cap_w / 2 + w * 0.04, base - h * 0.14),
-                                     (cx - cap_w / 2 - w * 0.04, base - h * 0.14)]),
-                           ("ellipse", (x0 - w * 0.04, top + h * 0.02, x1 + w * 0.04, top + h * 0.14))],
-                          body, finish="glossy", span=(x0 - w * 0.04, x1 + w * 0.04)))
-        parts.append(Part([("rrect", (x0 - w * 0.06, top, x1 + w * 0.06, top + h * 0.06), 3)],
-                          _shade(body, 0.9), shading="flat", finish="matte"))
-        parts.append(Part([("rrect", (cx - cap_w / 2, base - h * 0.15, cx + cap_w / 2, base), cap_w * 0.12)],
-                          dark_cap if _lum(body) < 200 else (230, 110, 40), finish="glossy"))
-        label = (x0 + w * 0.04, top + h * 0.22, x1 - w * 0.04, top + h * 0.56)
-        span = (x0, x1)
-        foot = (cx - cap_w, base - s * 0.02, cx + cap_w, base + s * 0.02)
-    elif k == "tin":
-        w, h = s * 0.38, s * 0.56
-        x0, x1, top = cx - w / 2, cx + w / 2, base - h
-        parts.append(Part([("rrect", (x0, top, x1, base), w * 0.04)], body, finish="metal", span=(x0, x1)))
-        for yy in (top + h * 0.03, base - h * 0.05):
-            parts.append(Part([("rrect", (x0 - 2, yy, x1 + 2, yy + h * 0.025), 2)], (196, 190, 170), finish="metal",
-                              span=(x0, x1)))
-        parts.append(Part([("rrect", (x0 + w * 0.62, top - h * 0.07, x0 + w * 0.82, top + 2), 3)],
-                          (190, 180, 150), finish="metal"))
-        label = (x0 + w * 0.08, top + h * 0.24, x1 - w * 0.08, top + h * 0.76)
-        span = (x0, x1)
-        foot = (x0 - w * 0.06, base - s * 0.02, x1 + w * 0.06, base + s * 0.02)
-    elif k == "jar":
-        w, h = s * 0.40, s * 0.40
-        x0, x1, top = cx - w / 2, cx + w / 2, base - h
-        parts.append(Part([("rrect", (x0, top + h * 0.16, x1, base), w * 0.12)], body, finish=fin, span=(x0, x1)))
-        parts.append(Part([("rrect", (x0 + w * 0.04, top, x1 - w * 0.04, top + h * 0.2), w * 0.04)], dark_cap,
-                          finish="metal", span=(x0, x1)))
-        label = (x0 + w * 0.04, top + h * 0.36, x1 - w * 0.04, top + h * 0.84)
-        span = (x0, x1)
-        foot = (x0 - w * 0.06, base - s * 0.02, x1 + w * 0.06, base + s * 0.02)
-    elif k == "bar":
-        w, h = s * 0.74, s * 0.30
-        x0, x1, top = cx - w / 2, cx + w / 2, base - h
-        crimp = w * 0.07
-        parts.append(Part([("rrect", (x0 + crimp, top, x1 - crimp, base), h * 0.04)], body, shading="flat",
-                          finish=fin))
-        for ex0, ex1 in ((x0, x0 + crimp + 2), (x1 - crimp - 2, x1)):
-            teeth = 9
-            pts = [(ex0 + (i % 2) * 4 if ex0 == x0 else ex1 - (i % 2) * 4, top + h * i / teeth) for i in
-                   range(teeth + 1)]
-            inner = ex1 if ex0 == x0 else ex0
-            parts.append(Part([("poly", [*pts, (inner, base), (inner, top)])], (200, 196, 186), shading="flat",
-                              finish="metal"))
-        label = (x0 + w * 0.16, top + h * 0.18, x1 - w * 0.16, base - h * 0.18)
-        span = (x0, x1)
-        foot = (x0, base - s * 0.02, x1, base + s * 0.02)
-    else:  # cup
-        w, h = s * 0.34, s * 0.50
-        x0, x1, top = cx - w / 2, cx + w / 2, base - h
-        parts.append(Part([("poly", [(x0, top + h * 0.1), (x1, top + h * 0.1), (x1 - w * 0.12, base),
-                                     (x0 + w * 0.12, base)])], body, finish=fin, span=(x0, x1)))
-        parts.append(Part([("rrect", (x0 - w * 0.03, top, x1 + w * 0.03, top + h * 0.11), 4)], dark_cap,
-                          finish="glossy", span=(x0, x1)))
-        label = (x0 + w * 0.08, top + h * 0.34, x1 - w * 0.1, top + h * 0.72)
-        span = (x0, x1)
-        foot = (x0, base - s * 0.02, x1, base + s * 0.02)
-    xs = [p for part in parts for shape in part.shapes for p in _shape_xs(shape)]
-    ys = [p for part in parts for shape in part.shapes for p in _shape_ys(shape)]
-    if k == "bottle":
-        panel = True
-    return Layout(parts, label, span, foot, (min(xs), min(ys), max(xs), max(ys)), panel)
-
-
-def _shape_xs(shape: tuple[Any, ...]) -> list[float]:
-    if shape[0] == "poly":
-        return [p[0] for p in shape[1]]
-    return [shape[1][0], shape[1][2]]
-
-
-def _shape_ys(shape: tuple[Any, ...]) -> list[float]:
-    if shape[0] == "poly":
-        return [p[1] for p in shape[1]]
-    return [shape[1][1], shape[1][3]]
+__all__ = [
+    "COLOURS", "DEFAULT_FINISH", "DEFAULT_PALETTES", "FINISHES", "KINDS", "PRODUCTS", "RGB", "SURFACES",
+    "Layout", "Part", "SceneSpec", "draw_scene", "layout", "parse_scene",
+]
 
 
 # -- drawing ----------------------------------------------------------------------------------------------------
