@@ -1,7 +1,7 @@
-"""Shared plumbing of the HTTP providers: the call's deadline, sending and reading under it, error mapping,
-image checks, limiters.
+"""Shared plumbing of the HTTP providers: the provider bases, error mapping and image/ratio helpers.
 
-Every vendor failure leaves this module as one of the contract's errors (``providers.base``), saying what it cost::
+Every vendor failure leaves the HTTP providers as one of the contract's errors (``providers.base``), saying what it
+cost::
 
     connect refused / connect, pool or write timeout     -> Transient                      (free: never sent)
     read timeout, cut-off body, deadline passed          -> Transient(maybe_billed=True)   (sent; answer lost)
@@ -12,9 +12,8 @@ Every vendor failure leaves this module as one of the contract's errors (``provi
     429                                                  -> RateLimited(retry_after from ``Retry-After``)
     200 whose image is unreadable or over MAX_PIXELS     -> Transient(maybe_billed=True)
 
-``ProviderSettings.timeout_s`` bounds a whole call (``Deadline``): waiting for a slot, connecting, sending, every
-read, result downloads and polling. ``send`` streams the answer and stops at the deadline even when the vendor
-keeps trickling bytes (each read waits at most the time left, and a timer shuts the socket at the deadline).
+The call's deadline and sending under it live in ``_deadline`` (transport failures are mapped there); the
+limiters in ``_limits``. Both are re-exported here, so ``_http.Deadline``, ``_http.send`` and the like keep working.
 
 Nothing here retries a generation: the runner owns retries. Keys never leave the request headers they were put
 in, and ``redact`` takes them out of any vendor text that reaches a message.
@@ -22,22 +21,32 @@ in, and ``redact`` takes them out of any vendor text that reaches a message.
 
 from __future__ import annotations
 
-import contextvars
 import email.utils
-import hashlib
 import json
 import math
 import os
-import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
-from typing import Any, ClassVar
+from contextlib import contextmanager
+from typing import ClassVar
 
 import httpx
 
+from image_gen.providers._deadline import MAX_ANSWER_BYTES as MAX_ANSWER_BYTES
+from image_gen.providers._deadline import Deadline as Deadline
+from image_gen.providers._deadline import DeadlineTransport as DeadlineTransport
+from image_gen.providers._deadline import deadline_scope as deadline_scope
+from image_gen.providers._deadline import read_body as read_body
+from image_gen.providers._deadline import send as send
+from image_gen.providers._deadline import transport_error as transport_error
+from image_gen.providers._deadline import transport_errors as transport_errors
+from image_gen.providers._deadline import with_deadlines as with_deadlines
+from image_gen.providers._limits import RateWindow as RateWindow
+from image_gen.providers._limits import WeightedLimiter as WeightedLimiter
+from image_gen.providers._limits import key_fingerprint as key_fingerprint
+from image_gen.providers._limits import shared_limiter as shared_limiter
+from image_gen.providers._limits import shared_rate_window as shared_rate_window
 from image_gen.providers.base import (
     AuthenticationFailed,
     BadRequest,
@@ -47,62 +56,6 @@ from image_gen.providers.base import (
     RateLimited,
     Transient,
 )
-
-MAX_ANSWER_BYTES = 256 * 1024 * 1024
-"""The largest answer body read from a vendor; a larger one is ``Transient(maybe_billed=True)``."""
-
-_NOT_SENT = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.WriteTimeout,
-    httpx.WriteError,
-    httpx.UnsupportedProtocol,
-    httpx.ProxyError,
-    httpx.LocalProtocolError,
-)
-"""httpx failures that mean the request never reached the vendor whole: nothing can have been billed."""
-
-
-class Deadline:
-    """The time limit of one whole call: ``seconds`` from now. Every wait and read of the call fits inside it."""
-
-    def __init__(self, seconds: float, *, connect_s: float | None = None) -> None:
-        self.seconds = float(seconds)
-        self.connect_s = connect_s
-        self.started = time.monotonic()
-        self.end = self.started + self.seconds
-
-    @classmethod
-    def of(cls, settings: ProviderSettings) -> Deadline:
-        return cls(settings.timeout_s, connect_s=settings.connect_timeout_s)
-
-    def remaining(self) -> float:
-        return self.end - time.monotonic()
-
-    def expired(self) -> bool:
-        return self.remaining() <= 0
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def timeout(self) -> httpx.Timeout:
-        """Per-operation timeouts for the next request: each at most the time left (connect also at most
-        ``connect_s``)."""
-        left = max(0.001, self.remaining())
-        connect = left if self.connect_s is None else min(self.connect_s, left)
-        return httpx.Timeout(left, connect=connect)
-
-    def sleep(self, seconds: float) -> bool:
-        """Sleep ``seconds`` when the deadline leaves that much time (and return True); else return False at once."""
-        if seconds >= self.remaining():
-            return False
-        if seconds > 0:
-            time.sleep(seconds)
-        return True
-
-    def describe(self) -> str:
-        return f"timeout_s={self.seconds:g}"
 
 
 def build_client(settings: ProviderSettings) -> httpx.Client:
@@ -209,229 +162,6 @@ def error_from_status(
     return BadRequest(msg, request_id=request_id)
 
 
-def transport_error(exc: Exception, vendor: str, what: str, deadline: Deadline | None = None) -> Transient:
-    """An httpx failure as ``Transient``: free when the request never went out whole, else ``maybe_billed``."""
-    kind = type(exc).__name__
-    limit = f" ({deadline.describe()})" if deadline is not None else ""
-    if isinstance(exc, _NOT_SENT):
-        return Transient(f"{vendor}: {what}: the request could not be sent ({kind}: {exc}); not billed")
-    if isinstance(exc, httpx.TimeoutException):
-        return Transient(
-            f"{vendor}: {what} timed out: no answer within the call's deadline{limit}; the request reached the "
-            "vendor and may have been billed",
-            maybe_billed=True,
-        )
-    return Transient(
-        f"{vendor}: {what} failed after the request was sent ({kind}: {exc}); may have been billed",
-        maybe_billed=True,
-    )
-
-
-@contextmanager
-def transport_errors(vendor: str, what: str, deadline: Deadline | None = None) -> Iterator[None]:
-    """Map httpx's own failures raised inside the block (see ``transport_error``)."""
-    try:
-        yield
-    except httpx.HTTPError as exc:
-        raise transport_error(exc, vendor, what, deadline) from exc
-
-
-class _Overrun(Exception):
-    pass
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def _stream_socket(extensions: dict[str, Any]) -> socket.socket | None:
-    stream = extensions.get("network_stream")
-    if stream is None:
-        return None
-    try:
-        sock = stream.get_extra_info("socket")
-    except Exception:  # noqa: BLE001 - a transport without sockets: no timer, the per-chunk check remains
-        return None
-    return sock if isinstance(sock, socket.socket) else None
-
-
-def _cut(sock: socket.socket, fired: threading.Event) -> None:
-    fired.set()
-    # The plain socket's shutdown (also for TLS sockets): a blocked read wakes up with end-of-file.
-    with suppress(OSError):
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
-def read_body(
-    chunks: Iterable[bytes],
-    extensions: dict[str, Any],
-    deadline: Deadline,
-    vendor: str,
-    what: str,
-    *,
-    error_status: bool = False,
-    max_bytes: int = MAX_ANSWER_BYTES,
-) -> bytes:
-    """Read a whole answer body (raw chunks) before the deadline.
-
-    A timer shuts the connection's socket at the deadline, so a vendor trickling bytes (or never ending) cannot
-    hold the call past it. A body that stops short, overruns the deadline or passes ``max_bytes`` is
-    ``Transient(maybe_billed=True)``; for an error status (``error_status``) what arrived is returned instead (the
-    status already says the vendor refused, at no cost)."""
-    fired = threading.Event()
-    sock = _stream_socket(extensions)
-    timer: threading.Timer | None = None
-    if sock is not None:
-        timer = threading.Timer(max(0.0, deadline.remaining()), _cut, (sock, fired))
-        timer.daemon = True
-        timer.start()
-    buf = bytearray()
-    try:
-        for chunk in chunks:
-            buf += chunk
-            if len(buf) > max_bytes:
-                raise _TooLarge
-            if deadline.expired():
-                raise _Overrun
-    except Exception as exc:
-        if error_status:
-            return bytes(buf)
-        if isinstance(exc, _TooLarge):
-            raise Transient(
-                f"{vendor}: {what}: the answer passed {max_bytes} bytes; may have been billed", maybe_billed=True
-            ) from None
-        if isinstance(exc, _Overrun) or fired.is_set() or deadline.expired():
-            raise Transient(
-                f"{vendor}: {what} timed out: the answer did not arrive within the call's deadline "
-                f"({deadline.describe()}; {len(buf)} bytes came); the request reached the vendor and may have "
-                "been billed",
-                maybe_billed=True,
-            ) from None
-        if isinstance(exc, httpx.HTTPError):
-            raise Transient(
-                f"{vendor}: {what}: the answer was cut off after {len(buf)} bytes ({type(exc).__name__}: {exc}); "
-                "may have been billed",
-                maybe_billed=True,
-            ) from exc
-        raise
-    finally:
-        if timer is not None:
-            timer.cancel()
-    return bytes(buf)
-
-
-def send(
-    client: httpx.Client,
-    method: str,
-    url: str,
-    *,
-    deadline: Deadline,
-    vendor: str,
-    what: str,
-    max_bytes: int = MAX_ANSWER_BYTES,
-    **kwargs: Any,
-) -> httpx.Response:
-    """Send one request and read its whole answer inside ``deadline``; the answer comes back read (any status).
-
-    Failures are the contract's ``Transient`` with the cost flags of ``transport_error`` and ``read_body``."""
-    if deadline.expired():
-        raise Transient(f"{vendor}: {what}: the call's deadline ({deadline.describe()}) passed before it was sent")
-    request = client.build_request(method, url, timeout=deadline.timeout(), **kwargs)
-    try:
-        response = client.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        raise transport_error(exc, vendor, what, deadline) from exc
-    error_status = response.status_code >= 400
-    try:
-        raw = read_body(
-            response.iter_raw(),
-            response.extensions,
-            deadline,
-            vendor,
-            what,
-            error_status=error_status,
-            max_bytes=max_bytes,
-        )
-    finally:
-        response.close()
-    extensions = {k: v for k, v in response.extensions.items() if k != "network_stream"}
-    try:
-        return httpx.Response(
-            response.status_code, headers=response.headers, content=raw, request=request, extensions=extensions
-        )
-    except httpx.DecodingError as exc:
-        if error_status:
-            return httpx.Response(response.status_code, headers={}, content=b"", request=request)
-        raise Transient(
-            f"{vendor}: {what}: the answer's encoding did not decode ({exc}); may have been billed",
-            maybe_billed=True,
-        ) from exc
-
-
-_CALL_DEADLINE: contextvars.ContextVar[tuple[Deadline, str] | None] = contextvars.ContextVar(
-    "image_gen_call_deadline", default=None
-)
-
-
-@contextmanager
-def deadline_scope(deadline: Deadline, vendor: str) -> Iterator[Deadline]:
-    """Make ``deadline`` the one every ``DeadlineTransport`` request in this context runs under (SDK clients)."""
-    token = _CALL_DEADLINE.set((deadline, vendor))
-    try:
-        yield deadline
-    finally:
-        _CALL_DEADLINE.reset(token)
-
-
-class DeadlineTransport(httpx.BaseTransport):
-    """An httpx transport that runs each request under the current ``deadline_scope`` and reads the whole answer
-    inside it (as ``send`` does). For clients owned by an SDK (google-genai), which send on their own.
-
-    Failures are raised as the contract's ``Transient`` (with its cost flags); outside a scope it only passes
-    requests through."""
-
-    def __init__(self, inner: httpx.BaseTransport | None = None) -> None:
-        self.inner = inner or httpx.HTTPTransport()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        current = _CALL_DEADLINE.get()
-        if current is None:
-            return self.inner.handle_request(request)
-        deadline, vendor = current
-        what = f"{request.method} {request.url.path}"
-        if deadline.expired():
-            raise Transient(f"{vendor}: {what}: the call's deadline ({deadline.describe()}) passed before it was sent")
-        left = max(0.001, deadline.remaining())
-        connect = left if deadline.connect_s is None else min(deadline.connect_s, left)
-        request.extensions = {
-            **request.extensions,
-            "timeout": {"connect": connect, "read": left, "write": left, "pool": left},
-        }
-        try:
-            response = self.inner.handle_request(request)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, vendor, what, deadline) from exc
-        stream = response.stream
-        assert isinstance(stream, httpx.SyncByteStream)
-        try:
-            raw = read_body(
-                stream, response.extensions, deadline, vendor, what, error_status=response.status_code >= 400
-            )
-        finally:
-            stream.close()
-        extensions = {k: v for k, v in response.extensions.items() if k != "network_stream"}
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=httpx.ByteStream(raw),
-            extensions=extensions,
-            request=request,
-        )
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 OVERSIZE = "over the pixel limit"
 """What the message of an image refused for its size says (``is_oversize``)."""
 
@@ -439,18 +169,6 @@ OVERSIZE = "over the pixel limit"
 def is_oversize(exc: ProviderError) -> bool:
     """Whether ``exc`` (from ``image_size``) refused an image for its size: fetching the same bytes again is futile."""
     return OVERSIZE in str(exc)
-
-
-def with_deadlines(client: httpx.Client) -> httpx.Client:
-    """``client`` with every transport it may use (its own and any proxy mounts) wrapped in ``DeadlineTransport``
-    (once). For clients handed to an SDK; httpx keeps these as private attributes (checked with httpx 0.28)."""
-    if not isinstance(client._transport, DeadlineTransport):
-        client._transport = DeadlineTransport(client._transport)
-    client._mounts = {
-        pattern: t if t is None or isinstance(t, DeadlineTransport) else DeadlineTransport(t)
-        for pattern, t in client._mounts.items()
-    }
-    return client
 
 
 def image_size(data: bytes, vendor: str, what: str = "image") -> tuple[int, int]:
@@ -499,121 +217,6 @@ def mime_of(data: bytes) -> str:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
     return "application/octet-stream"
-
-
-def key_fingerprint(key: str) -> str:
-    """A short, one-way tag of a key: enough to share a limiter between clients, never the key itself."""
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
-
-
-class WeightedLimiter:
-    """At most ``capacity`` units in flight; a request for n units waits until n are free.
-
-    A request larger than the capacity is let through alone (holding the whole capacity) rather than
-    waiting for ever. ``capacity`` may be lowered or raised while in use (the vendor told us its limit).
-    """
-
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be at least 1")
-        self._capacity = capacity
-        self._used = 0
-        self._cond = threading.Condition()
-
-    @property
-    def capacity(self) -> int:
-        return self._capacity
-
-    @property
-    def in_use(self) -> int:
-        return self._used
-
-    def set_capacity(self, capacity: int) -> None:
-        with self._cond:
-            self._capacity = max(1, capacity)
-            self._cond.notify_all()
-
-    def acquire(self, units: int, timeout: float | None = None) -> int:
-        """Take ``units`` (capped at the capacity) and return them; ``RateLimited`` on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while True:
-                take = min(units, self._capacity)
-                if self._used + take <= self._capacity:
-                    self._used += take
-                    return take
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise RateLimited("local in-flight limit: no free place in time", retry_after=1.0)
-                self._cond.wait(remaining)
-
-    def release(self, units: int) -> None:
-        with self._cond:
-            self._used = max(0, self._used - units)
-            self._cond.notify_all()
-
-    @contextmanager
-    def hold(self, units: int, timeout: float | None = None) -> Iterator[int]:
-        taken = self.acquire(units, timeout)
-        try:
-            yield taken
-        finally:
-            self.release(taken)
-
-
-class RateWindow:
-    """At most ``max_calls`` starts in any ``period_s`` seconds (sliding window); callers wait."""
-
-    def __init__(self, max_calls: int, period_s: float) -> None:
-        self.max_calls = max_calls
-        self.period_s = period_s
-        self._starts: deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def wait(self, deadline: Deadline | None = None) -> float:
-        """Block until a call may start; returns the seconds waited. With a ``deadline`` that leaves no time for
-        the wait, ``RateLimited`` (nothing was sent) with the wait as ``retry_after``."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                while self._starts and now - self._starts[0] >= self.period_s:
-                    self._starts.popleft()
-                if len(self._starts) < self.max_calls:
-                    self._starts.append(now)
-                    return waited
-                delay = self.period_s - (now - self._starts[0])
-            if deadline is not None and delay >= deadline.remaining():
-                raise RateLimited(
-                    f"local rate limit: {self.max_calls} calls in {self.period_s:g} s; the next start is "
-                    f"{delay:.2f} s away, past the call's deadline ({deadline.describe()}); not sent",
-                    retry_after=delay,
-                )
-            time.sleep(delay)
-            waited += delay
-
-
-_SHARED: dict[tuple[str, ...], Any] = {}
-_SHARED_LOCK = threading.Lock()
-
-
-def shared_limiter(vendor: str, key: str, capacity: int) -> WeightedLimiter:
-    """The process-wide in-flight limiter of one vendor account (keyed by a fingerprint of its key)."""
-    ident = ("inflight", vendor, key_fingerprint(key))
-    with _SHARED_LOCK:
-        lim = _SHARED.get(ident)
-        if lim is None:
-            lim = _SHARED[ident] = WeightedLimiter(capacity)
-        return lim  # type: ignore[no-any-return]
-
-
-def shared_rate_window(vendor: str, key: str, max_calls: int, period_s: float) -> RateWindow:
-    ident = ("rate", vendor, key_fingerprint(key), str(max_calls), str(period_s))
-    with _SHARED_LOCK:
-        win = _SHARED.get(ident)
-        if win is None:
-            win = _SHARED[ident] = RateWindow(max_calls, period_s)
-        return win  # type: ignore[no-any-return]
 
 
 def nearest_ratio(width: int, height: int, ratios: list[tuple[int, int]]) -> tuple[int, int]:

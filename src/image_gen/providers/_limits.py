@@ -1,0 +1,132 @@
+"""Client-side limits of a vendor account: in-flight units and start rates, shared process-wide per key.
+
+``WeightedLimiter`` bounds the units in flight, ``RateWindow`` the starts per period; ``shared_limiter`` and
+``shared_rate_window`` hand out one of each per vendor and key fingerprint (never the key itself)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from image_gen.providers._deadline import Deadline
+from image_gen.providers.base import RateLimited
+
+
+def key_fingerprint(key: str) -> str:
+    """A short, one-way tag of a key: enough to share a limiter between clients, never the key itself."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+class WeightedLimiter:
+    """At most ``capacity`` units in flight; a request for n units waits until n are free.
+
+    A request larger than the capacity is let through alone (holding the whole capacity) rather than
+    waiting for ever. ``capacity`` may be lowered or raised while in use (the vendor told us its limit).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self._capacity = capacity
+        self._used = 0
+        self._cond = threading.Condition()
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def in_use(self) -> int:
+        return self._used
+
+    def set_capacity(self, capacity: int) -> None:
+        with self._cond:
+            self._capacity = max(1, capacity)
+            self._cond.notify_all()
+
+    def acquire(self, units: int, timeout: float | None = None) -> int:
+        """Take ``units`` (capped at the capacity) and return them; ``RateLimited`` on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                take = min(units, self._capacity)
+                if self._used + take <= self._capacity:
+                    self._used += take
+                    return take
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise RateLimited("local in-flight limit: no free place in time", retry_after=1.0)
+                self._cond.wait(remaining)
+
+    def release(self, units: int) -> None:
+        with self._cond:
+            self._used = max(0, self._used - units)
+            self._cond.notify_all()
+
+    @contextmanager
+    def hold(self, units: int, timeout: float | None = None) -> Iterator[int]:
+        taken = self.acquire(units, timeout)
+        try:
+            yield taken
+        finally:
+            self.release(taken)
+
+
+class RateWindow:
+    """At most ``max_calls`` starts in any ``period_s`` seconds (sliding window); callers wait."""
+
+    def __init__(self, max_calls: int, period_s: float) -> None:
+        self.max_calls = max_calls
+        self.period_s = period_s
+        self._starts: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def wait(self, deadline: Deadline | None = None) -> float:
+        """Block until a call may start; returns the seconds waited. With a ``deadline`` that leaves no time for
+        the wait, ``RateLimited`` (nothing was sent) with the wait as ``retry_after``."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                while self._starts and now - self._starts[0] >= self.period_s:
+                    self._starts.popleft()
+                if len(self._starts) < self.max_calls:
+                    self._starts.append(now)
+                    return waited
+                delay = self.period_s - (now - self._starts[0])
+            if deadline is not None and delay >= deadline.remaining():
+                raise RateLimited(
+                    f"local rate limit: {self.max_calls} calls in {self.period_s:g} s; the next start is "
+                    f"{delay:.2f} s away, past the call's deadline ({deadline.describe()}); not sent",
+                    retry_after=delay,
+                )
+            time.sleep(delay)
+            waited += delay
+
+
+_SHARED: dict[tuple[str, ...], Any] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_limiter(vendor: str, key: str, capacity: int) -> WeightedLimiter:
+    """The process-wide in-flight limiter of one vendor account (keyed by a fingerprint of its key)."""
+    ident = ("inflight", vendor, key_fingerprint(key))
+    with _SHARED_LOCK:
+        lim = _SHARED.get(ident)
+        if lim is None:
+            lim = _SHARED[ident] = WeightedLimiter(capacity)
+        return lim  # type: ignore[no-any-return]
+
+
+def shared_rate_window(vendor: str, key: str, max_calls: int, period_s: float) -> RateWindow:
+    ident = ("rate", vendor, key_fingerprint(key), str(max_calls), str(period_s))
+    with _SHARED_LOCK:
+        win = _SHARED.get(ident)
+        if win is None:
+            win = _SHARED[ident] = RateWindow(max_calls, period_s)
+        return win  # type: ignore[no-any-return]
