@@ -113,7 +113,7 @@ def list_runs(search: str | None, status: str | None, model: str | None, config:
                      **fixed([c[i] for c in cells], head))
     t.add_column("prompt", no_wrap=True, overflow="ellipsis")  # the one column that may be shortened
     for c, d in zip(cells, data, strict=True):
-        t.addrun_summary(*c, escape(d["prompt"]))
+        t.add_row(*c, escape(d["prompt"]))
     console().print(t)
 
 
@@ -214,7 +214,7 @@ def compare(run_ids: tuple[str, ...], workspace: str | None, registry_url: str |
                      **fixed([c[i] for c in cells], head))
     t.add_column("prompt", no_wrap=True, overflow="ellipsis")  # the one column that may be shortened
     for c, r in zip(cells, rows, strict=True):
-        t.addrun_summary(*c, escape(r["prompt"]))
+        t.add_row(*c, escape(r["prompt"]))
     con.print(t)
     for r in rows:  # stage models in full, one line per run (wrapped by the terminal, never cut)
         click.echo(wrapped(f"{r['run_id']}: {' > '.join(r['stages'])}"))
