@@ -114,3 +114,17 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+GATED = """
+name = "gated"
+[pipeline]
+stages = ["draft:ideogram-v1-turbo", "hires:imagen-4"]
+width = 128
+height = 128
+[pipeline.qa]
+enabled = false
+[stage.hires]
+gate = "approval"
+"""
+"""A two-stage pipeline whose second stage waits for approval (small, QA off: the tests are about the gate)."""

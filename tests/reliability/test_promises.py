@@ -8,18 +8,8 @@ from pathlib import Path
 from image_gen.store.models import Run, StageRun
 from image_gen.store.registry import Registry
 from tests.core.helpers import invoke, write
+from tests.reliability._support import GATED
 
-GATED = """
-name = "gated"
-[pipeline]
-stages = ["draft:ideogram-v1-turbo", "hires:imagen-4"]
-width = 128
-height = 128
-[pipeline.qa]
-enabled = false
-[stage.hires]
-gate = "approval"
-"""
 PROMPT = "Jar of marmalade, studio shot"
 
 

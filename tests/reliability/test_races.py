@@ -16,7 +16,7 @@ from image_gen.store.ledger import CapExceeded, Caps, Ledger
 from image_gen.store.models import Call, Run
 from image_gen.store.registry import Registry
 from tests.core.helpers import invoke
-from tests.reliability._support import cli, popen, run_together, sqlite_rows, url_rows, wait_for, write
+from tests.reliability._support import GATED, cli, popen, run_together, sqlite_rows, url_rows, wait_for, write
 
 THREADS = 16
 
@@ -169,17 +169,7 @@ def test_two_processes_share_a_daily_cap_postgres(tmp_path: Path, ws_path: Path,
 
 
 # -- approvals -------------------------------------------------------------------------------------------------------
-GATED = """
-name = "gated"
-[pipeline]
-stages = ["draft:ideogram-v1-turbo", "hires:imagen-4"]
-width = 128
-height = 128
-[pipeline.qa]
-enabled = false
-[stage.hires]
-gate = "approval"
-[sim]
+GATED_SLOW = GATED + """[sim]
 latency_scale = 0.02
 fail_rate = 0.0
 """
@@ -201,7 +191,7 @@ def _hires_calls(db: Path, run_id: str) -> int:
 
 @pytest.mark.slow
 def test_two_approvals_at_once_call_the_gated_stage_once(tmp_path: Path, ws_path: Path) -> None:
-    cfg = write(tmp_path / "gated.toml", GATED)
+    cfg = write(tmp_path / "gated.toml", GATED_SLOW)
     db = ws_path / ".image-gen" / "registry.db"
     run_id = _waiting_run(cfg, ws_path, "Jar of honey, studio shot")
     assert _hires_calls(db, run_id) == 0
@@ -218,7 +208,7 @@ def test_two_approvals_at_once_call_the_gated_stage_once(tmp_path: Path, ws_path
 
 @pytest.mark.slow
 def test_approve_against_reject_records_one_decision(tmp_path: Path, ws_path: Path) -> None:
-    cfg = write(tmp_path / "gated.toml", GATED)
+    cfg = write(tmp_path / "gated.toml", GATED_SLOW)
     db = ws_path / ".image-gen" / "registry.db"
     run_id = _waiting_run(cfg, ws_path, "Bottle of vinegar, studio shot")
 
