@@ -53,16 +53,6 @@ class StageStop(Exception):
         self.error_kind = error_kind
 
 
-@dataclass
-class CallTally:
-    """What one stage's calls added up to in this process (the registry holds the truth across processes)."""
-
-    cost: float = 0.0
-    latency: float = 0.0
-    calls: int = 0
-    reused: int = 0
-
-
 def request_digest(run_id: str, route: Route, request: ImageRequest, purpose: str, index: int | None) -> str:
     """What was asked, exactly: equal digests in one run are the same call."""
     described = request.describe()
@@ -92,14 +82,13 @@ class CallMaker:
     record_artifact: Callable[[str, Any, bool], None] | None = None
 
     def call(self, *, run_id: str, stage_run_id: int, route: Route, request: ImageRequest, purpose: str,
-             retries: int, tally: CallTally, index: int | None = None) -> ImageResult:
+             retries: int, index: int | None = None) -> ImageResult:
         """One logical call: reused if this run finished it before, else sent (with retries) and recorded."""
         from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
         digest = request_digest(run_id, route, request, purpose, index)
         done = self.registry.ok_call(run_id, digest)
         if done is not None:
-            tally.reused += 1
             return self._reuse(done)
         attempts = int(retries) + 1
         expected = route.entry.price_for(request.width, request.height, request.num_images)
@@ -111,7 +100,7 @@ class CallMaker:
             for attempt in retrying:
                 with attempt:
                     return self._attempt(run_id, stage_run_id, route, provider, request, purpose,
-                                         attempt.retry_state.attempt_number, expected, digest, tally)
+                                         attempt.retry_state.attempt_number, expected, digest)
         except ContentFiltered as exc:
             raise StageStop("failed", f"content filtered: {exc}", "content_filtered") from exc
         except AuthenticationFailed as exc:
@@ -145,7 +134,7 @@ class CallMaker:
                            latency_s=0.0, simulated=call.simulated, metadata=meta)
 
     def _attempt(self, run_id: str, stage_run_id: int, route: Route, provider: Provider, request: ImageRequest,
-                 purpose: str, attempt: int, expected: float, digest: str, tally: CallTally) -> ImageResult:
+                 purpose: str, attempt: int, expected: float, digest: str) -> ImageResult:
         if self.stop.is_set():
             raise StageStop("interrupted", "interrupted before the call was sent", "interrupted")
         row = Call(run_id=run_id, stage_run_id=stage_run_id, attempt=attempt, model_id=route.entry.id,
@@ -172,15 +161,12 @@ class CallMaker:
             self.ledger.settle(call.id, state="failed", cost_usd=cost, billed=exc.billed, maybe_billed=maybe,
                                error_kind=type(exc).__name__, error=str(exc)[:2000],
                                latency_s=time.perf_counter() - t0, vendor_request_id=exc.request_id)
-            tally.cost += cost
-            tally.calls += 1
             raise
         except Exception as exc:  # an engine bug must still leave a trace; the vendor may have billed
             remote = route.provider not in ("sim", "local")
             self.ledger.settle(call.id, state="failed", cost_usd=expected if remote else 0.0, maybe_billed=remote,
                                error_kind=type(exc).__name__, error=str(exc)[:2000],
                                latency_s=time.perf_counter() - t0)
-            tally.calls += 1
             log.exception("provider %s failed unexpectedly", route.provider)
             raise StageStop("failed", f"{route.provider} failed unexpectedly: {type(exc).__name__}: {exc}",
                             "internal") from exc
@@ -197,15 +183,10 @@ class CallMaker:
             self.ledger.settle(call.id, state="failed", cost_usd=cost, billed=True,
                                error_kind=type(exc).__name__, error=f"answer could not be stored: {exc}"[:2000],
                                latency_s=latency, vendor_request_id=result.request_id)
-            tally.cost += cost
-            tally.calls += 1
             raise
         self.ledger.settle(call.id, state="ok", cost_usd=cost, billed=True, latency_s=latency,
                            vendor_request_id=result.request_id, seed=result.seed,
                            meta={**json_safe(result.metadata), "artifacts": shas})
-        tally.cost += cost
-        tally.latency += latency
-        tally.calls += 1
         return result
 
 

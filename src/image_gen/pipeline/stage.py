@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from image_gen.pipeline.calls import CallMaker, CallTally, StageStop, json_safe
+from image_gen.pipeline.calls import CallMaker, StageStop, json_safe
 from image_gen.providers.base import ImageRequest, ImageResult, OutOfMemory
 from image_gen.store.models import CacheEntry, StageRun, utcnow
 
@@ -75,7 +75,6 @@ class StageContext:
     plan: StagePlan
     brief: Brief
     params: dict[str, Any]
-    tally: CallTally = field(default_factory=CallTally)
     rerolls: int = 0
     escalated_to: str | None = None
     model_used: str | None = None
@@ -196,7 +195,7 @@ class StageExecutor:
         except StageStop as stop:
             if stop.status == "taken_over":  # another process owns the run now: its rows are not ours to write
                 raise
-            cost, latency = self._spent(row.id)
+            cost, latency, _ = self._spent(row.id)
             reg.update(StageRun, row.id, status=stop.status, reason=stop.reason, cost_usd=cost, latency_s=latency,
                        finished_at=utcnow(), rerolls=ctx.rerolls, escalated_to=ctx.escalated_to)
             raise
@@ -206,12 +205,11 @@ class StageExecutor:
         others = [self._store(ctx, self._deliver_size(ctx, g.to_pil().convert("RGB"), upscale_short=False),
                               final=False, seed=g.seed) for g in ctx.batch]
         qa = verdict.to_dict() if verdict is not None else None
-        cost, latency = self._spent(row.id)
+        cost, latency, calls = self._spent(row.id)
         reg.update(StageRun, row.id, status="done", artifact_sha=sha, outputs=[sha, *others], seed=ctx.seed_used,
                    qa=qa, adapters=adapters_record, cost_usd=cost, latency_s=latency, finished_at=utcnow(),
                    rerolls=ctx.rerolls, escalated_to=ctx.escalated_to, model_id=ctx.model_used or plan.entry.id,
                    params={**params, **result_meta}, reason=note)
-        calls = len(reg.calls(stage_run_id=row.id))
         reg.cache_put(CacheEntry(key=key, model_id=ctx.model_used or plan.entry.id, artifacts=[sha, *others],
                                  seed=ctx.seed_used, result={"qa": qa, "adapters": adapters_record, "cost_usd": cost,
                                                              "latency_s": latency, "calls": calls,
@@ -219,16 +217,17 @@ class StageExecutor:
         return StageOutcome(plan.name, ctx.model_used or plan.entry.id, "done", cost_usd=cost, latency_s=latency,
                             calls=calls, artifact=sha, qa_passed=None if qa is None else qa["passed"], reason=note)
 
-    def _spent(self, stage_run_id: int) -> tuple[float, float]:
-        """The stage's cost and latency from its recorded calls (a resumed stage includes the earlier ones)."""
+    def _spent(self, stage_run_id: int) -> tuple[float, float, int]:
+        """The stage's cost, latency and number of calls from its recorded calls (a resumed stage includes the
+        earlier ones): the registry, not this process, is the truth."""
         calls = self.registry.calls(stage_run_id=stage_run_id)
         return (round(sum(c.cost_usd for c in calls), 6),
-                round(sum(c.latency_s or 0.0 for c in calls if c.state == "ok"), 4))
+                round(sum(c.latency_s or 0.0 for c in calls if c.state == "ok"), 4), len(calls))
 
     def _call(self, ctx: StageContext, route: Route, request: ImageRequest, purpose: str,
               index: int | None = None) -> ImageResult:
         return self.calls.call(run_id=ctx.run_id, stage_run_id=ctx.row.id, route=route, request=request,
-                               purpose=purpose, retries=ctx.params["retries"], tally=ctx.tally, index=index)
+                               purpose=purpose, retries=ctx.params["retries"], index=index)
 
     # 5 + 9. render, QA, re-roll, escalate ----------------------------------------------------------------------
     def _request(self, ctx: StageContext, route: Route, seed: int, input_sha: str | None) -> ImageRequest:
