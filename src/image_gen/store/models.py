@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -45,6 +57,10 @@ class Run(Base):
     """The seed image a finishing run started from, if any."""
     parent_run_id: Mapped[str | None] = mapped_column(String(32), index=True)
     """The run this one re-ran with a tweak (``api.rerun``), if any."""
+    batch_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    """The batch this run belongs to, if any."""
+    routing: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """How the run was routed before it started (latency-SLA routing): mode, estimate and its inputs."""
 
 
 class StageRun(Base):
@@ -158,6 +174,62 @@ class LedgerLock(Base):
 
     __tablename__ = "ledger_locks"
     name: Mapped[str] = mapped_column(String(50), primary_key=True)
+
+
+class Batch(Base):
+    """A batch of briefs submitted together (``image-gen batch submit``), run by an executor."""
+
+    __tablename__ = "batches"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    executor: Mapped[str | None] = mapped_column(String(50))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    config_source: Mapped[str | None] = mapped_column(Text)
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+    brief_count: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class BatchItem(Base):
+    """One brief of a batch; ``run_id`` is set (compare-and-set, before any paid call) when its run starts."""
+
+    __tablename__ = "batch_items"
+    __table_args__ = (UniqueConstraint("batch_id", "idx", name="uq_batch_items_batch_idx"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
+    idx: Mapped[int] = mapped_column(Integer)
+    brief: Mapped[dict[str, Any]] = mapped_column(JSON)
+    run_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Rendition(Base):
+    """A channel rendition of a run's final asset (``image-gen deliver``): crop, format, byte budget, QA."""
+
+    __tablename__ = "renditions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(100))
+    sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(10))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    max_bytes: Mapped[int | None] = mapped_column(Integer)
+    quality: Mapped[int | None] = mapped_column(Integer)
+    encodes: Mapped[int | None] = mapped_column(Integer)
+    dpi: Mapped[int | None] = mapped_column(Integer)
+    fit: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    qa: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    qa_passed: Mapped[bool | None] = mapped_column(Boolean)
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 Index("ix_stage_runs_run_idx", StageRun.run_id, StageRun.idx)

@@ -35,7 +35,7 @@ from image_gen.store.models import (
     utcnow,
 )
 
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIN_PREFIX = 4
 
