@@ -211,3 +211,28 @@ def test_image_checks_use_the_pixel_limit(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(images, "MAX_PIXELS", 100)
     with pytest.raises(Transient, match="over the limit of 100 pixels"):
         _http.image_size(render_png("x", (20, 20)), "v")
+
+
+def test_one_client_per_vendor_per_process_shared_by_provider_objects_and_threads() -> None:
+    """Every provider object of a vendor (a run's, a batch brief's, each ``api.generate``'s) uses the process's one
+    client: one connection pool and one SSL context, not a new one (~50 ms) per call."""
+    from image_gen.providers.base import ProviderSettings
+    from image_gen.providers.ideogram import IdeogramProvider
+    from image_gen.providers.stability import StabilityProvider
+
+    seen: list[httpx.Client] = []
+    threads = [threading.Thread(target=lambda: seen.append(IdeogramProvider().client)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(c) for c in seen}) == 1
+    assert IdeogramProvider().client is seen[0]
+    assert StabilityProvider().client is not seen[0]  # a pool per vendor
+    slower = IdeogramProvider(ProviderSettings(timeout_s=300.0)).client
+    assert slower is not seen[0] and slower.timeout.read == 300.0  # other timeouts, another client
+    injected = httpx.Client()
+    try:
+        assert IdeogramProvider(ProviderSettings(http_client=injected)).client is injected
+    finally:
+        injected.close()

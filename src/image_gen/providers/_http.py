@@ -57,16 +57,29 @@ from image_gen.providers.base import (
     Transient,
 )
 
+_POOL: dict[tuple[str, float, float], httpx.Client] = {}
+_POOL_LOCK = threading.Lock()
 
-def build_client(settings: ProviderSettings) -> httpx.Client:
-    """The injected client, or a new one with the settings' connect/read timeouts (no redirects).
 
-    Every request of a call passes the call's own per-request timeouts (``Deadline.timeout``)."""
+def build_client(settings: ProviderSettings, vendor: str = "http") -> httpx.Client:
+    """The injected client, or this process's one client for ``vendor`` with the settings' connect/read timeouts
+    (no redirects).
+
+    The client, its connection pool and its SSL context are shared by every provider object of that vendor in the
+    process (a run, a batch's briefs, ``api.generate`` called in a loop): building a client costs an SSL context
+    (~50 ms) and a pool of its own. httpx clients are safe to share between threads. Every request of a call passes
+    the call's own per-request timeouts (``Deadline.timeout``)."""
     if settings.http_client is not None:
         client: httpx.Client = settings.http_client
         return client
-    timeout = httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s)
-    return httpx.Client(timeout=timeout, follow_redirects=False)
+    key = (vendor, float(settings.timeout_s), float(settings.connect_timeout_s))
+    with _POOL_LOCK:
+        pooled = _POOL.get(key)
+        if pooled is None or pooled.is_closed:
+            timeout = httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s)
+            limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+            pooled = _POOL[key] = httpx.Client(timeout=timeout, follow_redirects=False, limits=limits)
+        return pooled
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -307,5 +320,5 @@ class HttpProvider(KeyedProvider):
     @property
     def client(self) -> httpx.Client:
         if self._client is None:
-            self._client = build_client(self.settings)
+            self._client = build_client(self.settings, self.name)
         return self._client

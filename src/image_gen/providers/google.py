@@ -79,10 +79,7 @@ class GoogleProvider(_http.KeyedProvider):
         """The SDK's httpx client, every request of which runs under the call's deadline (``DeadlineTransport``).
 
         An injected client (``settings.http_client``) keeps its settings; its transport is wrapped once."""
-        client: httpx.Client = self.settings.http_client or httpx.Client(
-            timeout=httpx.Timeout(self.settings.timeout_s, connect=self.settings.connect_timeout_s)
-        )
-        return _http.with_deadlines(client)
+        return _http.with_deadlines(_http.build_client(self.settings, self.name))
 
     def _sdk(self, key: str) -> Any:
         with self._client_lock:
