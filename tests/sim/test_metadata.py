@@ -121,3 +121,40 @@ def test_sd_parsers_reads_our_pngs(staged_pngs: list[Path], tmp_path: Path) -> N
     info = manager.parse(png)
     assert info is not None and [p.value for p in info.samplers[0].negative_prompts] == ["blurry"]
     assert [p.value for p in info.samplers[0].prompts] == ["a can"]
+
+
+def test_vendor_png_gets_the_same_metadata_without_reencoding(tmp_path: Path) -> None:
+    """A stage image that is the vendor's PNG unchanged is stored by adding our chunks to its bytes: the pixels
+    and the vendor's own chunks stay byte for byte, a stale ``parameters`` chunk is replaced, readers see exactly
+    what ``encode_with_metadata`` would write."""
+    import io
+
+    import numpy as np
+    from PIL.PngImagePlugin import PngInfo
+
+    from image_gen.store.artifacts import ArtifactStore, png_with_metadata
+
+    rng = np.random.default_rng(3)
+    img = Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    stale = PngInfo()
+    stale.add_text(PARAMS_CHUNK, "old prompt\nSteps: 1")
+    stale.add_text("vendor", "kept")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", pnginfo=stale)
+    vendor = buf.getvalue()
+    meta = {"prompt": 'Tin labelled "ÖL – 5€"', "model": "sd3.5-medium", "seed": 9, "steps": 40,
+            "negative_prompt": "blurry"}
+    spliced = png_with_metadata(vendor, meta, img.size)
+    idat = vendor.index(b"IDAT") - 4
+    assert vendor[idat:] in spliced  # pixel data (and everything after) untouched
+    with Image.open(io.BytesIO(spliced)) as got, Image.open(io.BytesIO(encode_with_metadata(img, meta))) as want:
+        assert np.array_equal(np.asarray(got.convert("RGB")), np.asarray(img))
+        assert got.info[PARAMS_CHUNK] == want.info[PARAMS_CHUNK]
+        assert json.loads(got.info[JSON_CHUNK]) == json.loads(want.info[JSON_CHUNK])
+        assert got.info["vendor"] == "kept" and "old prompt" not in got.info[PARAMS_CHUNK]
+    sha, path, data = ArtifactStore(tmp_path).put_png(vendor, meta)
+    assert path.read_bytes() == data == spliced
+    info = pytest.importorskip("sd_parsers").ParserManager().parse(path)
+    assert info is not None and [p.value for p in info.samplers[0].prompts] == [meta["prompt"]]
+    with pytest.raises(ValueError):
+        png_with_metadata(b"GIF89a" + vendor[6:], meta, img.size)

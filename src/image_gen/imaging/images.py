@@ -46,6 +46,33 @@ def open_image(source: bytes | str | os.PathLike[str], *, max_pixels: int | None
     return img
 
 
+def check_image(data: bytes, *, max_pixels: int | None = None) -> tuple[int, int]:
+    """The size of the encoded image ``data`` once it is known whole and readable, under ``max_pixels``; for a PNG
+    without decoding its pixels (every chunk's CRC is checked through to ``IEND``, so a cut-off or garbled answer is
+    caught), other formats are decoded. ``ImageRejected`` as ``open_image``."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        with open_image(data, max_pixels=max_pixels) as img:
+            return img.size
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                size = img.size
+                if size[0] * size[1] > limit:
+                    raise ImageRejected(f"image is {size[0]}x{size[1]}, over the limit of {limit} pixels")
+                img.verify()
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected(f"image over the pixel limit ({exc})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageRejected(f"not a readable image ({exc})") from None
+    return size
+
+
 def open_user_image(path: str | os.PathLike[str], field: str | None = None, *,
                     max_pixels: int | None = None) -> Image.Image:
     """Open an image file a user gave (a CLI argument, an API path) under the pixel limit, fully decoded.

@@ -11,6 +11,7 @@ and rate limits are retried with backoff and jitter, honouring ``Retry-After``.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import threading
@@ -192,11 +193,15 @@ class CallMaker:
 
 def record_artifact(registry: Registry, artifacts: ArtifactStore, root: Any, sha: str, image: Any,
                     simulated: bool) -> None:
-    """The artifact's row (first writer wins). ``image`` is a PIL image or a ``GeneratedImage``."""
-    if registry.artifact(sha) is not None:
-        return
-    pil = image.to_pil() if isinstance(image, GeneratedImage) else image
+    """The artifact's row (first writer wins: one insert-or-ignore). ``image`` is a PIL image or a
+    ``GeneratedImage``, whose size and format are read from its header (nothing is decoded)."""
+    if isinstance(image, GeneratedImage):
+        from PIL import Image
+
+        with Image.open(io.BytesIO(image.data)) as header:
+            width, height, fmt = header.width, header.height, header.format
+    else:
+        width, height, fmt = image.width, image.height, image.format
     path = artifacts.path_for(sha)
-    registry.add_artifact(Artifact(sha256=sha, path=str(path.relative_to(root)), width=pil.width,
-                                   height=pil.height, format=(pil.format or "PNG"), size_bytes=path.stat().st_size,
-                                   simulated=simulated))
+    registry.add_artifact(Artifact(sha256=sha, path=str(path.relative_to(root)), width=width, height=height,
+                                   format=(fmt or "PNG"), size_bytes=path.stat().st_size, simulated=simulated))

@@ -85,6 +85,9 @@ class StageContext:
     batch: list[Any] = field(default_factory=list)
     """The other images of the chosen call (``num_images`` > 1): delivered at the asked size, recorded, exported."""
     image_after_adapters: Any = None
+    vendor_png: dict[int, tuple[Any, bytes]] = field(default_factory=dict)
+    """Images that are pixel for pixel the PNG a call returned (by ``id``, with the image and those bytes): stored
+    by adding the metadata chunks to the vendor's bytes instead of encoding the pixels again."""
 
 
 def stage_params(plan: StagePlan, brief: Brief, input_size: tuple[int, int] | None) -> dict[str, Any]:
@@ -269,7 +272,10 @@ class StageExecutor:
                 request = self._request(ctx, route, seed, input_sha)
                 result, used = self._call_with_fallback(ctx, route, request, why)
                 first = result.images[0]
-                image = first.to_pil().convert("RGB")
+                returned = first.to_pil()
+                image = returned if returned.mode == "RGB" else returned.convert("RGB")
+                if returned.mode == "RGB" and returned.format == "PNG":
+                    ctx.vendor_png[id(image)] = (image, first.data)
                 meta = {"vendor": json_safe(result.metadata), "returned_size": [image.width, image.height]}
                 if k > 0:
                     ctx.rerolls += 1
@@ -422,7 +428,11 @@ class StageExecutor:
             "size_fixes": ctx.size_fixes if final else [], "upscale": p["upscale"], "adapters": p["adapters"],
         }
         store = self.workspace.artifacts()
-        sha, _, _ = store.put_image(image, meta)
+        same = ctx.vendor_png.get(id(image))
+        if same is not None and same[0] is image:
+            sha, _, _ = store.put_png(same[1], meta)
+        else:
+            sha, _, _ = store.put_image(image, meta)
         record_artifact(self.registry, store, self.workspace.root, sha, image, self.simulate)
         return sha
 

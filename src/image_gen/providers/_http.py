@@ -189,10 +189,10 @@ def image_size(data: bytes, vendor: str, what: str = "image") -> tuple[int, int]
 
     Bytes that are no readable image, or an image over ``MAX_PIXELS`` (a decompression bomb), in an answer the
     vendor sent with 200 are ``Transient(maybe_billed=True)``."""
-    from image_gen.imaging.images import ImageRejected, open_image
+    from image_gen.imaging.images import ImageRejected, check_image
 
     try:
-        img = open_image(data)
+        return check_image(data)
     except ImageRejected as exc:
         kind = f"{OVERSIZE} (MAX_PIXELS, IMAGE_GEN_MAX_PIXELS)" if "limit" in str(exc) else "no readable image"
         raise Transient(
@@ -200,8 +200,6 @@ def image_size(data: bytes, vendor: str, what: str = "image") -> tuple[int, int]
             "answered and may have billed it",
             maybe_billed=True,
         ) from None
-    with img:
-        return img.size
 
 
 def download_image(

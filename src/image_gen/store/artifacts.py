@@ -110,6 +110,49 @@ def encode_with_metadata(image: Any, meta: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+
+
+def png_with_metadata(png: bytes, meta: dict[str, Any], size: tuple[int, int]) -> bytes:
+    """``png`` (an encoded PNG) with the same chunks as ``encode_with_metadata`` writes, without decoding or
+    encoding a pixel: its own ``parameters`` / ``image-gen`` text chunks are dropped, ours go in before the first
+    ``IDAT`` (where readers that stop at the pixels still find them). Raises ``ValueError`` for bytes that are no PNG.
+    """
+    import struct
+    import zlib
+
+    if not png.startswith(PNG_SIGNATURE):
+        raise ValueError("not a PNG")
+    meta = dict(meta)
+    meta.setdefault("size", f"{size[0]}x{size[1]}")
+    ours = {PARAMS_CHUNK: a1111_parameters(meta), JSON_CHUNK: json.dumps(meta, sort_keys=True, default=str)}
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    # iTXt, uncompressed, no language: UTF-8 text as Pillow's PngInfo writes it for text beyond latin-1
+    text = b"".join(chunk(b"iTXt", key.encode("latin-1") + b"\x00\x00\x00\x00\x00" + value.encode("utf-8"))
+                    for key, value in ours.items())
+    out, pos, inserted = [png[:8]], 8, False
+    while pos + 8 <= len(png):
+        length, kind = struct.unpack(">I4s", png[pos:pos + 8])
+        end = pos + 12 + length
+        if end > len(png):
+            raise ValueError("PNG chunk runs past the end")
+        if kind in _TEXT_CHUNKS and png[pos + 8:end - 4].split(b"\x00", 1)[0].decode("latin-1") in ours:
+            pos = end
+            continue
+        if kind == b"IDAT" and not inserted:
+            out.append(text)
+            inserted = True
+        out.append(png[pos:end])
+        pos = end
+    if not inserted:
+        raise ValueError("PNG without pixel data")
+    return b"".join(out)
+
+
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The PNG's text chunks (``parameters``, ``image-gen``, ...)."""
     from PIL import Image
@@ -171,6 +214,17 @@ class ArtifactStore:
 
     def put_image(self, image: Any, meta: dict[str, Any]) -> tuple[str, Path, bytes]:
         data = encode_with_metadata(image, meta)
+        sha, path = self.put_bytes(data)
+        return sha, path, data
+
+    def put_png(self, png: bytes, meta: dict[str, Any]) -> tuple[str, Path, bytes]:
+        """Like ``put_image`` for an image that is already the PNG ``png``: the metadata chunks are added to its
+        bytes (``png_with_metadata``), its pixels are neither decoded nor encoded again."""
+        from PIL import Image
+
+        with Image.open(io.BytesIO(png)) as header:
+            size = header.size
+        data = png_with_metadata(png, meta, size)
         sha, path = self.put_bytes(data)
         return sha, path, data
 

@@ -183,12 +183,12 @@ class Registry:
         return obj
 
     def update(self, model: type[Any], key: Any, **values: Any) -> None:
+        """Set ``values`` on the row with primary key ``key``: one UPDATE statement (column ``onupdate`` defaults
+        apply), ``KeyError`` when no such row."""
+        pk = model.__table__.primary_key.columns[0]
         with self.session() as s:
-            obj = s.get(model, key)
-            if obj is None:
+            if s.execute(update(model).where(pk == key).values(**values)).rowcount == 0:  # type: ignore[attr-defined]
                 raise KeyError(f"{model.__tablename__} {key!r} not found")
-            for k, v in values.items():
-                setattr(obj, k, v)
 
     def transition(self, run_id: str, expected: Sequence[str], status: str, *, owner: str | None = None,
                    **values: Any) -> bool:

@@ -1,0 +1,147 @@
+"""Benchmark: a batch of briefs x 3 stages against loopback vendors with a fixed latency and concurrency limits.
+
+    python benchmarks/bench_throughput.py [--briefs 200] [--latency 0.3] [--executor local|ray|both]
+
+The vendors (Ideogram for draft and layout, Stability for the final stage) run in a process of their own and answer
+every generation after exactly ``--latency`` seconds; image-gen's per-vendor limits (``providers.*.max_concurrency``)
+are the only throttle. The ideal bound is what those limits allow: each vendor can finish ``limit / latency`` calls a
+second, so ``briefs x calls-per-brief x latency / limit`` seconds for the busiest vendor. Prints the measured time, the
+ratio ideal/measured (1.0 = the limits are the only cost), and the orchestration time per stage: a stage's wall time
+minus its vendor calls' time (registry, ledger, artifact store, image checks; read back from the registry), median
+and p95, plus this process's CPU time per stage. QA is off (``bench_qa.py`` measures it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+STAGES = ["draft:ideogram-v2-turbo", "layout:ideogram-v2a", "final:sd3.5-medium"]
+CALLS_PER_BRIEF = {"ideogram": 2, "stability": 1}
+
+
+def config_text(ideogram_url: str, stability_url: str, limits: dict[str, int]) -> str:
+    stages = ", ".join(f'"{s}"' for s in STAGES)
+    return f"""
+name = "throughput"
+[pipeline]
+model = "staged-selection"
+stages = [{stages}]
+width = 1024
+height = 1024
+retries = 0
+[pipeline.qa]
+enabled = false
+[providers.ideogram]
+base_url = "{ideogram_url}"
+max_concurrency = {limits['ideogram']}
+[providers.stability]
+base_url = "{stability_url}"
+max_concurrency = {limits['stability']}
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def orchestration(workspace: Path, registry_url: str | None) -> list[float]:
+    """Per finished stage: its wall time minus the time its vendor calls took."""
+    from sqlalchemy import select
+
+    from image_gen.store.models import Call, StageRun
+    from image_gen.workspace import Workspace
+
+    reg = Workspace(workspace, registry_url=registry_url).registry()
+    with reg.session() as s:
+        stages = s.execute(select(StageRun.id, StageRun.started_at, StageRun.finished_at)
+                           .where(StageRun.status == "done")).all()
+        call_time: dict[int, float] = {}
+        for sid, lat in s.execute(select(Call.stage_run_id, Call.latency_s)).all():
+            call_time[sid] = call_time.get(sid, 0.0) + float(lat or 0.0)
+    return [max(0.0, (fin - start).total_seconds() - call_time.get(sid, 0.0))
+            for sid, start, fin in stages if start and fin]
+
+
+def run_once(executor: str, briefs: int, concurrency: int, urls: dict[str, str], limits: dict[str, int],
+             latency: float) -> dict[str, float]:
+    from image_gen import api
+    from image_gen.config import load_config
+    from image_gen.pipeline.runner import Brief
+
+    ws = Path(tempfile.mkdtemp(prefix=f"bench-tp-{executor}-"))
+    cfg_path = ws / "throughput.toml"
+    cfg_path.write_text(config_text(urls["ideogram"], urls["stability"], limits))
+    cfg = load_config(cfg_path)
+    prompts = [f'a studio photo of a water bottle with a label that says "AQUA {i}"' for i in range(briefs)]
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    if executor == "local":
+        runner = api.make_runner(cfg, workspace=ws)
+        outcomes = runner.start_many([Brief(prompt=p, index=i) for i, p in enumerate(prompts)],
+                                     concurrency=concurrency)
+        ok = sum(o.status == "completed" for o in outcomes)
+    else:
+        raise SystemExit(f"executor {executor!r} needs the batch service")
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    ideal = max(briefs * n * latency / limits[v] for v, n in CALLS_PER_BRIEF.items())
+    orch = orchestration(ws, None)
+    stages = briefs * len(STAGES)
+    return {"briefs": briefs, "completed": ok, "wall_s": wall, "ideal_s": ideal, "ratio": ideal / wall,
+            "orch_median_ms": statistics.median(orch) * 1000 if orch else float("nan"),
+            "orch_p95_ms": percentile(orch, 0.95) * 1000 if orch else float("nan"),
+            "cpu_per_stage_ms": cpu / stages * 1000}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--briefs", type=int, default=200)
+    ap.add_argument("--latency", type=float, default=0.3)
+    ap.add_argument("--ideogram-limit", type=int, default=4)
+    ap.add_argument("--stability-limit", type=int, default=2)
+    ap.add_argument("--concurrency", type=int, default=16, help="briefs in flight")
+    ap.add_argument("--executor", choices=["local", "ray", "both"], default="local")
+    args = ap.parse_args()
+    limits = {"ideogram": args.ideogram_limit, "stability": args.stability_limit}
+    server = subprocess.Popen(
+        [sys.executable, str(HERE / "_loopback_vendors.py"), "--latency", str(args.latency),
+         "--ideogram-limit", str(args.ideogram_limit)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None and server.stdin is not None
+    urls = json.loads(server.stdout.readline())
+    os.environ["IDEOGRAM_API_KEY"] = urls["IDEOGRAM_API_KEY"]
+    os.environ["STABILITY_API_KEY"] = urls["STABILITY_API_KEY"]
+    executors = ["local", "ray"] if args.executor == "both" else [args.executor]
+    results = {}
+    try:
+        for ex in executors:
+            results[ex] = run_once(ex, args.briefs, args.concurrency, urls, limits, args.latency)
+    finally:
+        server.stdin.close()
+        tail = server.stdout.read().strip().splitlines()
+        server.wait(timeout=30)
+    vendor = json.loads(tail[-1]) if tail else {}
+    print(f"{args.briefs} briefs x {len(STAGES)} stages, vendor latency {args.latency * 1000:.0f} ms, limits "
+          f"ideogram {limits['ideogram']} / stability {limits['stability']}, {args.concurrency} briefs in flight")
+    for ex, r in results.items():
+        print(f"  {ex:5s}: {r['completed']}/{r['briefs']} completed in {r['wall_s']:.1f} s, ideal {r['ideal_s']:.1f} s"
+              f" -> ratio {r['ratio']:.3f}; orchestration per stage median {r['orch_median_ms']:.1f} ms,"
+              f" p95 {r['orch_p95_ms']:.1f} ms; driver CPU per stage {r['cpu_per_stage_ms']:.1f} ms")
+    print(f"  vendor side: ideogram peak in flight {vendor.get('ideogram_peak_inflight')} (limit {limits['ideogram']}),"
+          f" billed ideogram {vendor.get('ideogram_billed')} / stability {vendor.get('stability_billed')}")
+    bad = [ex for ex, r in results.items() if r["ratio"] < 0.9 or r["orch_median_ms"] >= 30]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
