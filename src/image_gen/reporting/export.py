@@ -19,6 +19,7 @@ only when complete. Reads the registry and the artifact store only; never a conf
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -284,6 +285,7 @@ def write_bundle(ws: Workspace, refs: Sequence[str], out: str | os.PathLike[str]
     if not any(r.final_artifact or renditions(registry, r.id) for r in sel.runs):
         raise WorkFailed("nothing to export: " + ", ".join(f"run {r.id} ({r.status})" for r in sel.runs[:10])
                          + " delivered no image")
+    made_dirs = [p for p in (out_path.parent, *out_path.parent.parents) if not p.exists()]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
@@ -296,6 +298,9 @@ def write_bundle(ws: Workspace, refs: Sequence[str], out: str | os.PathLike[str]
         os.replace(tmp, out_path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        for d in made_dirs:  # the folders made for it, innermost first
+            with contextlib.suppress(OSError):
+                d.rmdir()
         raise
     return BundleResult(out_path, manifest)
 

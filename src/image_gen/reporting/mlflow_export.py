@@ -43,6 +43,7 @@ from image_gen.reporting.export import (
     final_bytes,
     final_stage,
     image_info,
+    qa_reasons,
     rendition_bytes,
     renditions,
     resolve,
@@ -225,8 +226,9 @@ def _log_run(client: Any, ws: Workspace, registry: Registry, run: Run, experimen
             "image_gen.models": " > ".join(f"{s.name}:{s.model_id}" for s in stages if stage_ran(s))}
     if run.batch_id:
         tags["image_gen.batch_id"] = run.batch_id
-    if last is not None and (last.qa or {}).get("reasons"):
-        tags["image_gen.qa_reasons"] = "; ".join(str(r) for r in last.qa["reasons"])[:8000]
+    reasons = qa_reasons(last.qa if last is not None else None)
+    if reasons:
+        tags["image_gen.qa_reasons"] = "; ".join(reasons)[:8000]
     if found:
         mrun = found[0]
         created = False
