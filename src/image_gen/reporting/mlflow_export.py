@@ -193,9 +193,9 @@ def export_mlflow(ws: Workspace, refs: Sequence[str], *, tracking_uri: str | Non
     db = _local_sqlite(uri)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
-    client = _client(uri)
     result = MlflowResult(redact_url(uri))
     try:
+        client = _client(uri)
         for run in sel.runs:
             if progress:
                 progress(f"{run.id}: {run.prompt[:60]}")
