@@ -107,7 +107,12 @@ def test_bad_id_writes_nothing(made: Made, tmp_path: Path) -> None:
     res = invoke("export", "zz", "--out", str(out), "--workspace", str(made.ws), "--json")
     assert res.code == 2 and json.loads(res.stderr)["error"]["field"] == "ID"
     assert out.read_bytes() == b"an earlier bundle" and list(tmp_path.iterdir()) == [out]
+    out.unlink()
     assert invoke("export", made.runs[0], "--workspace", str(made.ws)).code == 2  # neither --out nor --mlflow
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = invoke("export", made.runs[0], "--out", str(empty / "b.zip"), "--workspace", str(empty))
+    assert res.code == 2 and list(empty.iterdir()) == []  # no registry there: nothing created
 
 
 def test_changed_rendition_fails_and_writes_nothing(made: Made, tmp_path: Path) -> None:

@@ -113,6 +113,10 @@ def test_bad_input_before_mlflow(made: Made, tmp_path: Path, monkeypatch: pytest
     res = invoke("export", made.runs[0], "--mlflow", "--tracking-uri", store.as_uri(), "--workspace", str(made.ws),
                  "--json")
     assert res.code == 2 and "MLFLOW_ALLOW_FILE_STORE" in json.loads(res.stderr)["error"]["message"]
+    bundle = tmp_path / "bundle.zip"  # with --out too: MLflow's bad input is found before the bundle is written
+    res = invoke("export", made.runs[0], "--out", str(bundle), "--mlflow", "--tracking-uri", store.as_uri(),
+                 "--workspace", str(made.ws))
+    assert res.code == 2 and not bundle.exists() and not store.exists()
     res = invoke("export", "nosuchid", "--mlflow", "--tracking-uri", f"sqlite:///{tmp_path / 'x.db'}",
                  "--workspace", str(made.ws))
     assert res.code == 2 and "nosuchid" in res.stderr

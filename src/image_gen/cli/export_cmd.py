@@ -34,6 +34,10 @@ def export(ids: tuple[str, ...], out: str | None, to_mlflow: bool, tracking_uri:
         raise InputError("say what to export to: --out BUNDLE.zip and/or --mlflow", field="--out")
     if not to_mlflow and (tracking_uri or experiment):
         raise InputError("--tracking-uri and --experiment go with --mlflow", field="--mlflow")
+    if to_mlflow:  # MLflow's bad input before the bundle is written
+        from image_gen.reporting.mlflow_export import check_target
+
+        check_target(tracking_uri, experiment)
     ws = existing_workspace(workspace, registry_url)
     progress = None if as_json else (lambda msg: click.echo(f"exporting {msg}", err=True))
     data: dict[str, object] = {}

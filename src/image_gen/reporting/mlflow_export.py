@@ -150,6 +150,26 @@ class MlflowResult:
                 "warnings": self.warnings}
 
 
+def check_target(tracking_uri: str | None, experiment: str | None) -> None:
+    """Bad input found without touching anything: no MLflow installed, an empty experiment name, a ``file:`` store
+    MLflow 3 would refuse (``MLFLOW_ALLOW_FILE_STORE`` unset)."""
+    import importlib.util
+
+    from image_gen.store.registry import redact_url
+
+    if experiment is not None and not experiment.strip():
+        raise InputError("an experiment name must not be empty", field="--experiment")
+    if importlib.util.find_spec("mlflow") is None:
+        raise InputError("MLflow is not installed: pip install 'image-gen[mlflow]' (mlflow-skinny)", field="--mlflow")
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
+    file_store = uri.startswith(("file:", "/", "./", "../", "~"))
+    allowed = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("1", "true")
+    if file_store and not allowed:
+        raise InputError(f"MLflow 3 refuses the file store {redact_url(uri)!r} (it is in maintenance mode): use a "
+                         "database URI such as sqlite:///mlflow.db, or set MLFLOW_ALLOW_FILE_STORE=true",
+                         field="--tracking-uri")
+
+
 def _client(uri: str) -> Any:
     try:
         from mlflow.tracking import MlflowClient
@@ -185,8 +205,7 @@ def export_mlflow(ws: Workspace, refs: Sequence[str], *, tracking_uri: str | Non
     """Log the runs (and batches' runs) ``refs`` name to MLflow; see the module's docstring."""
     from image_gen.store.registry import redact_url
 
-    if experiment is not None and not experiment.strip():
-        raise InputError("an experiment name must not be empty", field="--experiment")
+    check_target(tracking_uri, experiment)
     registry = ws.existing_registry()
     sel = resolve(registry, refs)  # bad input before MLflow is imported or anything is written
     uri = tracking_uri or default_tracking_uri(ws)
