@@ -256,7 +256,12 @@ def export_bundle(ids: str | Iterable[str], out: str | os.PathLike[str], *, work
     from image_gen.reporting.export import write_bundle
 
     refs = [ids] if isinstance(ids, str) else list(ids)
-    return write_bundle(open_workspace(workspace, registry_url), refs, out)
+    ws = open_workspace(workspace, registry_url)
+    try:
+        return write_bundle(ws, refs, out)
+    finally:
+        if ws is not workspace:
+            ws.close()
 
 
 def export_mlflow(ids: str | Iterable[str], *, tracking_uri: str | None = None, experiment: str | None = None,
@@ -266,4 +271,9 @@ def export_mlflow(ids: str | Iterable[str], *, tracking_uri: str | None = None, 
     from image_gen.reporting.mlflow_export import export_mlflow as _export
 
     refs = [ids] if isinstance(ids, str) else list(ids)
-    return _export(open_workspace(workspace, registry_url), refs, tracking_uri=tracking_uri, experiment=experiment)
+    ws = open_workspace(workspace, registry_url)
+    try:
+        return _export(ws, refs, tracking_uri=tracking_uri, experiment=experiment)
+    finally:
+        if ws is not workspace:
+            ws.close()

@@ -286,8 +286,11 @@ def write_bundle(ws: Workspace, refs: Sequence[str], out: str | os.PathLike[str]
         raise WorkFailed("nothing to export: " + ", ".join(f"run {r.id} ({r.status})" for r in sel.runs[:10])
                          + " delivered no image")
     made_dirs = [p for p in (out_path.parent, *out_path.parent.parents) if not p.exists()]
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise InputError(f"cannot write there ({exc.strerror or exc})", file=str(out_path), field="--out") from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
