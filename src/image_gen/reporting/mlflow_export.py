@@ -221,7 +221,9 @@ def export_mlflow(ws: Workspace, refs: Sequence[str], *, tracking_uri: str | Non
             name = experiment.strip() if experiment else experiment_name(run)
             if name not in result.experiments:
                 result.experiments[name] = _experiment(client, name, uri, run)
-            result.runs.append(_log_run(client, ws, registry, run, result.experiments[name], result.warnings))
+            batch = run.batch_id or next((b for b, ids in sel.batch_runs.items() if run.id in ids), None)
+            result.runs.append(_log_run(client, ws, registry, run, result.experiments[name], result.warnings,
+                                        batch))
     except Exception as exc:
         if type(exc).__name__ == "MlflowException" and "MLFLOW_ALLOW_FILE_STORE" in str(exc):
             raise InputError(f"MLflow refuses the file store {redact_url(uri)!r} (maintenance mode in MLflow 3): use "
@@ -232,7 +234,7 @@ def export_mlflow(ws: Workspace, refs: Sequence[str], *, tracking_uri: str | Non
 
 
 def _log_run(client: Any, ws: Workspace, registry: Registry, run: Run, experiment_id: str,
-             warnings: list[str]) -> dict[str, Any]:
+             warnings: list[str], batch_id: str | None) -> dict[str, Any]:
     from mlflow.entities import Metric, Param, RunTag
 
     found = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_TAG}` = '{run.id}'", max_results=2)
@@ -243,8 +245,8 @@ def _log_run(client: Any, ws: Workspace, registry: Registry, run: Run, experimen
             "image_gen.config_hash": config_hash(run.config), "image_gen.qa": {None: "-", True: "pass",
                                                                               False: "fail"}[run.qa_passed],
             "image_gen.models": " > ".join(f"{s.name}:{s.model_id}" for s in stages if stage_ran(s))}
-    if run.batch_id:
-        tags["image_gen.batch_id"] = run.batch_id
+    if batch_id:
+        tags["image_gen.batch_id"] = batch_id
     reasons = qa_reasons(last.qa if last is not None else None)
     if reasons:
         tags["image_gen.qa_reasons"] = "; ".join(reasons)[:8000]
