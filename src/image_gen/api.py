@@ -37,6 +37,8 @@ __all__ = [
     "approve",
     "cancel",
     "estimate",
+    "export_bundle",
+    "export_mlflow",
     "generate",
     "generate_pipeline",
     "load_config",
@@ -244,3 +246,34 @@ def runner_for_run(run_id: str, *, workspace: WorkspaceArg = None, events: Event
     simulate = bool(snapshot.get("simulate"))
     cfg = load_config(snapshot)
     return Runner(ws, cfg, simulate=simulate, config_source=run.config_source, events=events)
+
+
+def export_bundle(ids: str | Iterable[str], out: str | os.PathLike[str], *, workspace: WorkspaceArg = None,
+                  registry_url: str | None = None) -> Any:
+    """Write an export zip (``out``) of runs or batches (ids or unique prefixes; a batch exports its runs): their
+    renditions (or final images), ``manifest.json``/``manifest.csv`` and a contact sheet. Returns a BundleResult
+    (``.path``, ``.manifest``). Bad input (an unknown id) writes nothing."""
+    from image_gen.reporting.export import write_bundle
+
+    refs = [ids] if isinstance(ids, str) else list(ids)
+    ws = open_workspace(workspace, registry_url)
+    try:
+        return write_bundle(ws, refs, out)
+    finally:
+        if ws is not workspace:
+            ws.close()
+
+
+def export_mlflow(ids: str | Iterable[str], *, tracking_uri: str | None = None, experiment: str | None = None,
+                  workspace: WorkspaceArg = None, registry_url: str | None = None) -> Any:
+    """Log runs or batches' runs to MLflow (one MLflow run per run, an experiment per pipeline config; a re-export
+    updates them). Returns an MlflowResult (``.to_dict()``). Needs the ``[mlflow]`` extra."""
+    from image_gen.reporting.mlflow_export import export_mlflow as _export
+
+    refs = [ids] if isinstance(ids, str) else list(ids)
+    ws = open_workspace(workspace, registry_url)
+    try:
+        return _export(ws, refs, tracking_uri=tracking_uri, experiment=experiment)
+    finally:
+        if ws is not workspace:
+            ws.close()

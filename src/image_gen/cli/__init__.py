@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finish": ("image_gen.cli.finish_cmd:finish", "Run a finishing config (upscale, adapters, QA) on an image."),
     "upscale": ("image_gen.cli.finish_cmd:upscale", "Upscale an image 2x/4x in blended tiles through a model."),
     "qa": ("image_gen.cli.qa_cmd:qa", "Check image files: label text (OCR), softness, size; exit 1 on a fail."),
+    "export": ("image_gen.cli.export_cmd:export", "Export runs or batches: a zip (manifest, contact sheet) or MLflow."),
     "report": ("image_gen.cli.report_cmd:report", "Compare two pipelines on the same briefs: Markdown/HTML report."),
     "keys": ("image_gen.cli.keys_cmd:keys", "Store API keys in the user's keys file (0600); list names, never values."),
     "serve": ("image_gen.cli.serve_cmd:serve", "Open the review studio (web): browse, approve, re-run, compare."),

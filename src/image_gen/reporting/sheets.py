@@ -16,9 +16,11 @@ THUMB = 240
 
 
 def contact_sheet(
-    comparison: Comparison, i: int, prompt: str, open_artifact: Callable[[str], Image.Image], sim: bool
+    comparison: Comparison, i: int, prompt: str, open_artifact: Callable[[str], Image.Image], sim: bool,
+    *, title: str | None = None,
 ) -> Image.Image:
-    """One row per pipeline, one cell per stage: the stage's output with model, QA verdict, cost and latency."""
+    """One row per pipeline, one cell per stage: the stage's output with model, QA verdict, cost and latency.
+    ``title`` replaces the heading ``Brief N: prompt`` (an export's sheet has one row per run)."""
     from PIL import Image, ImageDraw, ImageFont
 
     rows = [(p.label, p.runs[i]) for p in comparison.pipelines]
@@ -30,7 +32,8 @@ def contact_sheet(
     d = ImageDraw.Draw(sheet)
     f_title = ImageFont.load_default(size=16)
     f_cell = ImageFont.load_default(size=12)
-    d.text((pad, 8), _fit(d, f"Brief {i + 1}: {prompt}", f_title, width - 2 * pad), font=f_title, fill=(20, 20, 20))
+    heading = title if title is not None else f"Brief {i + 1}: {prompt}"
+    d.text((pad, 8), _fit(d, heading, f_title, width - 2 * pad), font=f_title, fill=(20, 20, 20))
     if sim:
         d.rectangle((0, 34, width, 62), fill=(255, 243, 205))
         d.text(
