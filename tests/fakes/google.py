@@ -25,7 +25,21 @@ BODY_FIELDS = {"contents", "generationConfig", "safetySettings", "systemInstruct
 GEN_FIELDS = {"responseModalities", "seed", "imageConfig", "candidateCount", "temperature"}
 IMAGE_CONFIG = {"aspectRatio", "imageSize"}
 RATIOS = {"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"}
-SIZES = {"1K": 1.0, "2K": 4.0, "4K": 16.0}
+SIZES = {"1K": 1, "2K": 2, "4K": 4}
+"""``imageSize`` -> how many times the 1K sides the output is."""
+SIZES_1K = {
+    "1:1": (1024, 1024),
+    "2:3": (848, 1264),
+    "3:2": (1264, 848),
+    "3:4": (896, 1200),
+    "4:3": (1200, 896),
+    "4:5": (928, 1152),
+    "5:4": (1152, 928),
+    "9:16": (768, 1376),
+    "16:9": (1376, 768),
+    "21:9": (1584, 672),
+}
+"""Gemini 3 image output sizes at 1K by aspect ratio (Google's table); 2K and 4K double and quadruple them."""
 PRICES = {
     "gemini-2.5-flash-image": 0.039,
     "gemini-3.1-flash-image": 0.067,
@@ -42,6 +56,21 @@ SERVED_FAULTS = frozenset(
 
 class Invalid(Exception):
     pass
+
+
+def _check_types(gen: dict[str, Any]) -> None:
+    """``generationConfig`` field types as the API checks them (an int where a string belongs is a 400)."""
+    kinds: dict[str, type | tuple[type, ...]] = {
+        "responseModalities": list,
+        "seed": int,
+        "candidateCount": int,
+        "temperature": (int, float),
+    }
+    for name, kind in kinds.items():
+        if name in gen and (not isinstance(gen[name], kind) or isinstance(gen[name], bool)):
+            raise Invalid(f"Invalid value at 'generation_config.{name}', {gen[name]!r}")
+    if not all(isinstance(m, str) for m in gen.get("responseModalities", [])):
+        raise Invalid("Invalid value at 'generation_config.response_modalities'")
 
 
 def _b64(text: str) -> bytes:
@@ -145,10 +174,18 @@ class FakeGoogle(FakeVendor):
                 raise Invalid(
                     f"Unknown name {sorted(unknown)[0]!r} at 'generation_config': Cannot find field."
                 )
+            _check_types(gen)
             img_cfg = gen.get("imageConfig", {})
+            if not isinstance(img_cfg, dict):
+                raise Invalid("Invalid value at 'generation_config.image_config': expected an object")
             unknown = set(img_cfg) - IMAGE_CONFIG
             if unknown:
                 raise Invalid(f"Unknown name {sorted(unknown)[0]!r} at 'generation_config.image_config'.")
+            for name, value in img_cfg.items():
+                if not isinstance(value, str):
+                    raise Invalid(
+                        f"Invalid value at 'generation_config.image_config.{name}' (TYPE_STRING), {value!r}"
+                    )
             if "aspectRatio" in img_cfg and img_cfg["aspectRatio"] not in RATIOS:
                 raise Invalid(f"aspect ratio {img_cfg['aspectRatio']} is not supported")
             if "imageSize" in img_cfg and (
@@ -184,8 +221,9 @@ class FakeGoogle(FakeVendor):
                 }
             )
         ratio = img_cfg.get("aspectRatio", "1:1")
-        w, h = (int(p) for p in ratio.split(":"))
-        size = self.scaled(size_for_ratio(w, h, SIZES[img_cfg.get("imageSize", "1K")], multiple=16))
+        base_w, base_h = SIZES_1K[ratio]
+        times = SIZES[img_cfg.get("imageSize", "1K")]
+        size = self.scaled((base_w * times, base_h * times))
         data = render_png(texts[-1], size, base=blobs[0] if blobs else None, tag=f"google {model}")
         data = self.image_for(rec.fault, data)
         answer = json.dumps(
