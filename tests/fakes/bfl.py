@@ -374,6 +374,12 @@ class FakeBFL(FakeVendor):
             data = self.image_for(fault, data)
         return await self.deliver(rec, "truncate" if fault == "truncate" else None, data, "image/png")
 
+    def leak(self, request: Request) -> str:
+        """``leaky_errors``: the ``x-key`` the request carried, echoed in an error body."""
+        if not self.leaky_errors:
+            return ""
+        return f" (request credentials: {request.headers.get('x-key', '')})"
+
     def _invalid(self, rec: Received, exc: Invalid) -> Response:
         rec.status = 422
         self.record(rec)

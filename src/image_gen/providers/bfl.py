@@ -103,7 +103,10 @@ class BflProvider(_http.HttpProvider):
         model = request.vendor_model
         body = self._body(request, opts)
         endpoint = f"/v1/{model}"
-        limiter = _http.shared_limiter(VENDOR, key, int(opts.get("max_active_tasks", 24)))
+        capacity = int(opts.get("max_active_tasks", 24))
+        limiter = _http.shared_limiter(VENDOR, key, capacity)
+        if "max_active_tasks" in opts and limiter.capacity != capacity:
+            limiter.set_capacity(capacity)  # the account's limit as configured (the limiter is shared per key)
         started = time.monotonic()
         with self._slot(deadline), limiter.hold(1, timeout=max(0.0, deadline.remaining())):
             resp = _http.send(
