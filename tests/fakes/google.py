@@ -48,7 +48,12 @@ PRICES = {
     "imagen-4.0-fast-generate-001": 0.02,
     "imagen-4.0-ultra-generate-001": 0.06,
 }
-"""USD per output image (as in the catalog)."""
+"""USD per output image at 1K (as in the catalog)."""
+SIZE_PRICES = {
+    "gemini-3-pro-image": {"1K": 0.134, "2K": 0.134, "4K": 0.24},
+    "gemini-3.1-flash-image": {"1K": 0.067, "2K": 0.101, "4K": 0.151},
+}
+"""USD per output image by ``imageSize`` (as in the catalog's ``size_prices``)."""
 SERVED_FAULTS = frozenset(
     {"429", "500", "503", "hang", "slow", "trickle", "endless", "truncate", "garbage", "oversize", "filter"}
 )
@@ -86,6 +91,7 @@ class FakeGoogle(FakeVendor):
         self.serve_imagen = serve_imagen
         """Answer Imagen :predict calls instead of 404 (the wire format before the retirement)."""
         self.prices = dict(PRICES)
+        self.size_prices = {m: dict(p) for m, p in SIZE_PRICES.items()}
         self.plain_errors = False
         """When True, error answers carry a body that is not in Google's ``{"error": {...}}`` shape (a proxy's)."""
         super().__init__(*args, **kw)
@@ -210,7 +216,8 @@ class FakeGoogle(FakeVendor):
         self.record(rec)
         await self.pause()
         # The model ran: billed per candidate (a safety-withheld image too, as the provider assumes).
-        self.bill(rec, self.prices.get(model, 0.0) * int(gen.get("candidateCount", 1) or 1))
+        each = self.size_prices.get(model, {}).get(img_cfg.get("imageSize", "1K"), self.prices.get(model, 0.0))
+        self.bill(rec, each * int(gen.get("candidateCount", 1) or 1))
         if rec.fault == "filter":
             rec.status = 200
             return JSONResponse(
