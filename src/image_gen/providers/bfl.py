@@ -134,7 +134,7 @@ class BflProvider(_http.HttpProvider):
             ready, polls = self._poll(polling_url, task_id, key, deadline, opts)
         image, tries = self._download(ready, polling_url, task_id, key, deadline, opts)
         data, w, h = image
-        result = ready.get("result") if isinstance(ready.get("result"), dict) else {}
+        result = _result_of(ready)
         seed = result.get("seed") if isinstance(result.get("seed"), int) else request.seed
         cost = task.get("cost")
         sent = {k: (f"<{len(v)} base64 chars>" if k in _IMAGE_FIELDS else v) for k, v in body.items() if k != "prompt"}
@@ -186,7 +186,11 @@ class BflProvider(_http.HttpProvider):
         body["output_format"] = str(opts.get("output_format", "png"))
         if opts.get("prompt_upsampling"):
             body["prompt_upsampling"] = True
-        image = base64.b64encode(request.init_image).decode() if request.operation == "img2img" else None
+        image = (
+            base64.b64encode(request.init_image).decode()
+            if request.operation == "img2img" and request.init_image
+            else None
+        )
         if model in ULTRA_MODELS:
             asked = _http.asked_ratio(request.width, request.height, opts.get("aspect_ratio") or request.aspect_ratio)
             if asked is not None:
@@ -341,8 +345,7 @@ class BflProvider(_http.HttpProvider):
         the image was still paid for, so the error is ``Transient(billed=True)``."""
         attempts = max(1, int(opts.get("download_attempts", 3)))
         backoff = float(opts.get("download_backoff_s", 0.25))
-        result = ready.get("result") if isinstance(ready.get("result"), dict) else {}
-        url = str(result.get("sample") or "")
+        url = str(_result_of(ready).get("sample") or "")
         last: Transient | None = None
         tries = 0
         for attempt in range(attempts):
@@ -387,6 +390,12 @@ class BflProvider(_http.HttpProvider):
             sample = result.get("sample")
             return str(sample) if sample else None
         return None
+
+
+def _result_of(answer: dict[str, Any]) -> dict[str, Any]:
+    """A Ready answer's ``result`` object (empty when it has none)."""
+    result = answer.get("result")
+    return result if isinstance(result, dict) else {}
 
 
 _IMAGE_FIELDS = {"image_prompt", "input_image", *(f"input_image_{i}" for i in range(2, 9))}
