@@ -126,7 +126,10 @@ class Catalog:
         raw = {k: dict(v) for k, v in _builtin_raw().items()}
         for mid, fields in (overrides or {}).items():
             base = raw.get(mid, {})
-            merged = {**base, **{k: v for k, v in fields.items() if v is not None}}
+            given = {k: v for k, v in fields.items() if v is not None}
+            merged = {**base, **given}
+            if ("price_per_image" in given or "price_per_megapixel" in given) and "size_prices" not in given:
+                merged.pop("size_prices", None)  # the user's flat price replaces the catalog's prices by size
             raw[mid] = merged
         entries = {mid: ModelEntry(id=mid, **{k: v for k, v in f.items() if k != "id"}) for mid, f in raw.items()}
         return cls(entries)
