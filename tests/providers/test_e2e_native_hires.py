@@ -87,6 +87,11 @@ def vendors() -> Iterator[dict[str, object]]:
         yield {"ideogram": ideogram, "stability": stability, "google": google, "bfl": bfl}
 
 
+@pytest.fixture(scope="module")
+def shared_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("native-hires") / "ws"
+
+
 @pytest.fixture
 def env(vendors: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     for v in vendors.values():
@@ -115,9 +120,10 @@ def env(vendors: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> dict[str
     ],
 )
 def test_hires_renders_natively_at_the_asked_size(
-    tmp_path: Path, env: dict[str, object], hires: str, side: int, vendor: str, wire: dict[str, object]
+    tmp_path: Path, shared_ws: Path, env: dict[str, object], hires: str, side: int, vendor: str,
+    wire: dict[str, object]
 ) -> None:
-    ws = tmp_path / "ws"
+    ws = shared_ws  # the second case reuses the first one's cached draft, layout and final stages
     cfg = tmp_path / "staged.toml"
     cfg.write_text(STAGED.format(hires=hires, side=side))
     (tmp_path / "prompts.txt").write_text(BRIEF + "\n")
