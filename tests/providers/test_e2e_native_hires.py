@@ -164,3 +164,13 @@ def test_hires_renders_natively_at_the_asked_size(
     assert price == {"flux-pro-1.1-ultra": 0.06, "gemini-3-pro-image": 0.24}[hires]
 
     assert_no_key_anywhere(ws, [proc], KEYS)
+
+
+def test_the_4k_example_is_estimated_as_one_native_render() -> None:
+    """examples/staged-4k.toml: the estimate plans the hires stage as one 4096x4096 Gemini call at the 4K price."""
+    from image_gen.pipeline.estimate import estimate
+
+    est = estimate(Path(__file__).resolve().parents[2] / "examples" / "staged-4k.toml", simulate=True)
+    hires = next(s for s in est.stages if s.stage == "hires")
+    assert [(g.purpose, g.calls, g.width, g.height) for g in hires.groups] == [("render", 1, 4096, 4096)]
+    assert hires.groups[0].unit_cost_usd == pytest.approx(0.24)
