@@ -14,6 +14,18 @@ Capability = Literal["txt2img", "img2img", "upscale", "typography"]
 
 SIM_PREFIX = "sim:"
 LOCAL_PREFIX = "local:"
+SIZE_SLACK = 1.05
+"""An output up to 5% over a priced size still counts as that size (rounding to the vendor's multiples)."""
+
+
+class SizePrice(BaseModel):
+    """One priced output size of a model billed by size: the largest output (megapixels) it covers and its price."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="The vendor's name for the size (Gemini's 1K/2K/4K) or a label (\"2MP\")")
+    megapixels: float = Field(gt=0, description="The largest output this size covers, in megapixels")
+    usd: float = Field(ge=0, description="USD per output image of this size")
 
 
 class ModelEntry(BaseModel):
@@ -28,6 +40,9 @@ class ModelEntry(BaseModel):
     capabilities: tuple[Capability, ...] = ("txt2img",)
     price_per_image: float | None = Field(default=None, ge=0, description="USD per output image")
     price_per_megapixel: float | None = Field(default=None, ge=0, description="USD per output megapixel")
+    size_prices: tuple[SizePrice, ...] = Field(
+        default=(), description="Prices by output size, smallest first (wins over the flat prices when set)"
+    )
     price_read_on: str | None = Field(default=None, description="Date the price was read (YYYY-MM-DD)")
     price_note: str | None = None
     latency_s: float = Field(default=5.0, ge=0, description="Typical latency per call, seconds")
@@ -55,8 +70,22 @@ class ModelEntry(BaseModel):
     def can(self, capability: str) -> bool:
         return capability in self.capabilities
 
+    def size_for(self, width: int | None, height: int | None) -> SizePrice | None:
+        """The priced size an output of ``width`` x ``height`` falls in: the smallest covering it (within 5%), the
+        largest when none does; None for a model not priced by size or an unknown size."""
+        if not self.size_prices or not (width and height):
+            return None
+        mp = width * height / 1e6
+        for size in sorted(self.size_prices, key=lambda s: s.megapixels):
+            if mp <= size.megapixels * SIZE_SLACK:
+                return size
+        return max(self.size_prices, key=lambda s: s.megapixels)
+
     def price_for(self, width: int | None, height: int | None, num_images: int = 1) -> float:
         """The catalog price of one call producing ``num_images`` images of the given size."""
+        size = self.size_for(width, height)
+        if size is not None:
+            return round(size.usd * num_images, 6)
         if self.price_per_megapixel is not None and width and height:
             return round(self.price_per_megapixel * width * height / 1e6 * num_images, 6)
         return round((self.price_per_image or 0.0) * num_images, 6)
@@ -97,7 +126,10 @@ class Catalog:
         raw = {k: dict(v) for k, v in _builtin_raw().items()}
         for mid, fields in (overrides or {}).items():
             base = raw.get(mid, {})
-            merged = {**base, **{k: v for k, v in fields.items() if v is not None}}
+            given = {k: v for k, v in fields.items() if v is not None}
+            merged = {**base, **given}
+            if ("price_per_image" in given or "price_per_megapixel" in given) and "size_prices" not in given:
+                merged.pop("size_prices", None)  # the user's flat price replaces the catalog's prices by size
             raw[mid] = merged
         entries = {mid: ModelEntry(id=mid, **{k: v for k, v in f.items() if k != "id"}) for mid, f in raw.items()}
         return cls(entries)

@@ -9,18 +9,22 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fakes import FakeGoogle, FakeIdeogram, FakeStability
+from tests.fakes import FakeBFL, FakeGoogle, FakeIdeogram, FakeStability
 
 IDEOGRAM_KEY = "ideo-test-key-5f1c9a7e"
 STABILITY_KEY = "sk-stab-test-key-83b2d4"
 GEMINI_KEY = "AIza-gemini-test-key-0c6e"
-ALL_KEYS = (IDEOGRAM_KEY, STABILITY_KEY, GEMINI_KEY)
+BFL_KEY = "bfl-test-key-2a9d61c4"
+ALL_KEYS = (IDEOGRAM_KEY, STABILITY_KEY, GEMINI_KEY, BFL_KEY)
 
 __all__ = [
     "ALL_KEYS",
+    "BFL_KEY",
     "GEMINI_KEY",
     "IDEOGRAM_KEY",
     "STABILITY_KEY",
+    "fake_bfl",
+    "fake_bfl_server",
     "fake_google",
     "fake_google_server",
     "fake_ideogram",
@@ -47,6 +51,19 @@ def fake_stability_server() -> Iterator[FakeStability]:
 def fake_google_server() -> Iterator[FakeGoogle]:
     with FakeGoogle(GEMINI_KEY) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def fake_bfl_server() -> Iterator[FakeBFL]:
+    with FakeBFL(BFL_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def fake_bfl(fake_bfl_server: FakeBFL) -> FakeBFL:
+    fake_bfl_server.reset()
+    fake_bfl_server.hang_s = 2.0
+    return fake_bfl_server
 
 
 @pytest.fixture
@@ -80,8 +97,9 @@ def vendor_env(
     fake_ideogram: FakeIdeogram,
     fake_stability: FakeStability,
     fake_google: FakeGoogle,
+    fake_bfl: FakeBFL,
 ) -> dict[str, str]:
-    """Keys and base URLs of all three fakes in the environment (as a user would set them)."""
+    """Keys and base URLs of all the fakes in the environment (as a user would set them)."""
     env = {
         "IDEOGRAM_API_KEY": IDEOGRAM_KEY,
         "IDEOGRAM_BASE_URL": fake_ideogram.url,
@@ -89,6 +107,8 @@ def vendor_env(
         "STABILITY_BASE_URL": fake_stability.url,
         "GEMINI_API_KEY": GEMINI_KEY,
         "GOOGLE_GEMINI_BASE_URL": fake_google.url,
+        "BFL_API_KEY": BFL_KEY,
+        "BFL_BASE_URL": fake_bfl.url,
     }
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
     for k, v in env.items():

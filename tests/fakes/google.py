@@ -25,7 +25,21 @@ BODY_FIELDS = {"contents", "generationConfig", "safetySettings", "systemInstruct
 GEN_FIELDS = {"responseModalities", "seed", "imageConfig", "candidateCount", "temperature"}
 IMAGE_CONFIG = {"aspectRatio", "imageSize"}
 RATIOS = {"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"}
-SIZES = {"1K": 1.0, "2K": 4.0, "4K": 16.0}
+SIZES = {"1K": 1, "2K": 2, "4K": 4}
+"""``imageSize`` -> how many times the 1K sides the output is."""
+SIZES_1K = {
+    "1:1": (1024, 1024),
+    "2:3": (848, 1264),
+    "3:2": (1264, 848),
+    "3:4": (896, 1200),
+    "4:3": (1200, 896),
+    "4:5": (928, 1152),
+    "5:4": (1152, 928),
+    "9:16": (768, 1376),
+    "16:9": (1376, 768),
+    "21:9": (1584, 672),
+}
+"""Gemini 3 image output sizes at 1K by aspect ratio (Google's table); 2K and 4K double and quadruple them."""
 PRICES = {
     "gemini-2.5-flash-image": 0.039,
     "gemini-3.1-flash-image": 0.067,
@@ -34,7 +48,12 @@ PRICES = {
     "imagen-4.0-fast-generate-001": 0.02,
     "imagen-4.0-ultra-generate-001": 0.06,
 }
-"""USD per output image (as in the catalog)."""
+"""USD per output image at 1K (as in the catalog)."""
+SIZE_PRICES = {
+    "gemini-3-pro-image": {"1K": 0.134, "2K": 0.134, "4K": 0.24},
+    "gemini-3.1-flash-image": {"1K": 0.067, "2K": 0.101, "4K": 0.151},
+}
+"""USD per output image by ``imageSize`` (as in the catalog's ``size_prices``)."""
 SERVED_FAULTS = frozenset(
     {"429", "500", "503", "hang", "slow", "trickle", "endless", "truncate", "garbage", "oversize", "filter"}
 )
@@ -42,6 +61,21 @@ SERVED_FAULTS = frozenset(
 
 class Invalid(Exception):
     pass
+
+
+def _check_types(gen: dict[str, Any]) -> None:
+    """``generationConfig`` field types as the API checks them (an int where a string belongs is a 400)."""
+    kinds: dict[str, type | tuple[type, ...]] = {
+        "responseModalities": list,
+        "seed": int,
+        "candidateCount": int,
+        "temperature": (int, float),
+    }
+    for name, kind in kinds.items():
+        if name in gen and (not isinstance(gen[name], kind) or isinstance(gen[name], bool)):
+            raise Invalid(f"Invalid value at 'generation_config.{name}', {gen[name]!r}")
+    if not all(isinstance(m, str) for m in gen.get("responseModalities", [])):
+        raise Invalid("Invalid value at 'generation_config.response_modalities'")
 
 
 def _b64(text: str) -> bytes:
@@ -57,6 +91,7 @@ class FakeGoogle(FakeVendor):
         self.serve_imagen = serve_imagen
         """Answer Imagen :predict calls instead of 404 (the wire format before the retirement)."""
         self.prices = dict(PRICES)
+        self.size_prices = {m: dict(p) for m, p in SIZE_PRICES.items()}
         self.plain_errors = False
         """When True, error answers carry a body that is not in Google's ``{"error": {...}}`` shape (a proxy's)."""
         super().__init__(*args, **kw)
@@ -145,10 +180,18 @@ class FakeGoogle(FakeVendor):
                 raise Invalid(
                     f"Unknown name {sorted(unknown)[0]!r} at 'generation_config': Cannot find field."
                 )
+            _check_types(gen)
             img_cfg = gen.get("imageConfig", {})
+            if not isinstance(img_cfg, dict):
+                raise Invalid("Invalid value at 'generation_config.image_config': expected an object")
             unknown = set(img_cfg) - IMAGE_CONFIG
             if unknown:
                 raise Invalid(f"Unknown name {sorted(unknown)[0]!r} at 'generation_config.image_config'.")
+            for name, value in img_cfg.items():
+                if not isinstance(value, str):
+                    raise Invalid(
+                        f"Invalid value at 'generation_config.image_config.{name}' (TYPE_STRING), {value!r}"
+                    )
             if "aspectRatio" in img_cfg and img_cfg["aspectRatio"] not in RATIOS:
                 raise Invalid(f"aspect ratio {img_cfg['aspectRatio']} is not supported")
             if "imageSize" in img_cfg and (
@@ -173,7 +216,8 @@ class FakeGoogle(FakeVendor):
         self.record(rec)
         await self.pause()
         # The model ran: billed per candidate (a safety-withheld image too, as the provider assumes).
-        self.bill(rec, self.prices.get(model, 0.0) * int(gen.get("candidateCount", 1) or 1))
+        each = self.size_prices.get(model, {}).get(img_cfg.get("imageSize", "1K"), self.prices.get(model, 0.0))
+        self.bill(rec, each * int(gen.get("candidateCount", 1) or 1))
         if rec.fault == "filter":
             rec.status = 200
             return JSONResponse(
@@ -184,8 +228,9 @@ class FakeGoogle(FakeVendor):
                 }
             )
         ratio = img_cfg.get("aspectRatio", "1:1")
-        w, h = (int(p) for p in ratio.split(":"))
-        size = self.scaled(size_for_ratio(w, h, SIZES[img_cfg.get("imageSize", "1K")], multiple=16))
+        base_w, base_h = SIZES_1K[ratio]
+        times = SIZES[img_cfg.get("imageSize", "1K")]
+        size = self.scaled((base_w * times, base_h * times))
         data = render_png(texts[-1], size, base=blobs[0] if blobs else None, tag=f"google {model}")
         data = self.image_for(rec.fault, data)
         answer = json.dumps(

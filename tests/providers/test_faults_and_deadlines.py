@@ -1,6 +1,7 @@
 """Every vendor provider against its loopback fake under each injected fault: the call's deadline holds, each
 fault maps to the right error and says truthfully what it cost (``billed`` / ``maybe_billed`` / free), the fake's
-own bill agrees, Ideogram re-fetches a failed download without generating again, and no key reaches a message."""
+own bill agrees, Ideogram and BFL re-fetch a failed download without generating again, and no key reaches a
+message. BFL's own polling and moderation cases are in ``test_bfl``."""
 
 from __future__ import annotations
 
@@ -20,12 +21,13 @@ from image_gen.providers.base import (
     RateLimited,
     Transient,
 )
+from image_gen.providers.bfl import BflProvider
 from image_gen.providers.google import GoogleProvider
 from image_gen.providers.ideogram import IdeogramProvider
 from image_gen.providers.stability import StabilityProvider
-from tests.fakes import FakeGoogle, FakeIdeogram, FakeStability
+from tests.fakes import FakeBFL, FakeGoogle, FakeIdeogram, FakeStability
 from tests.fakes._vendor import FakeVendor
-from tests.fakes.fixtures import GEMINI_KEY, IDEOGRAM_KEY, STABILITY_KEY
+from tests.fakes.fixtures import BFL_KEY, GEMINI_KEY, IDEOGRAM_KEY, STABILITY_KEY
 
 PROMPT = 'Studio photo of a bottle, label reads "AQUA PURE"'
 TIMEOUT_S = 0.5
@@ -75,6 +77,18 @@ def _vendor(name: str, server: FakeVendor, monkeypatch: pytest.MonkeyPatch) -> V
             ImageRequest(model="sd3.5-medium", vendor_model="sd3.5-medium", prompt=PROMPT),
             "/generate/sd3",
         )
+    if name == "bfl":
+        monkeypatch.setenv("BFL_API_KEY", BFL_KEY)
+        assert isinstance(server, FakeBFL)
+        server.pending_polls = 0  # Ready at the first poll: the same few round trips as the others (polling: below)
+        return Vendor(
+            name,
+            server,
+            BFL_KEY,
+            BflProvider,
+            ImageRequest(model="flux-2-pro", vendor_model="flux-2-pro", prompt=PROMPT),
+            "/v1/flux-2-pro",
+        )
     monkeypatch.setenv("GEMINI_API_KEY", GEMINI_KEY)
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
     return Vendor(
@@ -90,7 +104,7 @@ def _vendor(name: str, server: FakeVendor, monkeypatch: pytest.MonkeyPatch) -> V
 _WARM: set[int] = set()
 
 
-@pytest.fixture(params=["ideogram", "stability", "google"])
+@pytest.fixture(params=["ideogram", "stability", "google", "bfl"])
 def vendor(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Vendor:
     server = request.getfixturevalue(f"fake_{request.param}")
     v = _vendor(request.param, server, monkeypatch)
@@ -102,6 +116,8 @@ def vendor(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> V
         _WARM.add(id(server))
     server.hang_s = 1.5
     server.trickle_s = 4.0
+    if isinstance(server, FakeBFL):
+        server.pending_polls = 0
     return v
 
 
@@ -180,11 +196,21 @@ IDEOGRAM_ONLY = {
     "expired_url": (Transient, True, False, True),
     "429_inflight": (RateLimited, False, False, False),
 }
+BFL_ONLY = {
+    # Ready, generated and paid; only the result link failed (after fetching again): billed, never re-generated.
+    "truncate": (Transient, True, False, True),
+    "garbage": (Transient, True, False, True),
+    "oversize": (Transient, True, False, True),
+    "expired_url": (Transient, True, False, True),
+    # Content Moderated: not charged, says BFL.
+    "filter": (ContentFiltered, False, False, False),
+}
+ONLY = {"ideogram": IDEOGRAM_ONLY, "bfl": BFL_ONLY}
 
 
 @pytest.mark.parametrize("fault", list(COMMON))
 def test_each_fault_maps_to_its_error_and_cost(vendor: Vendor, fault: str) -> None:
-    table = {**COMMON, **IDEOGRAM_ONLY} if vendor.name == "ideogram" else COMMON
+    table = {**COMMON, **ONLY.get(vendor.name, {})}
     _check_fault(vendor, fault, table[fault])
 
 
@@ -269,7 +295,7 @@ def test_an_image_over_a_lowered_pixel_limit_is_maybe_billed(
     monkeypatch.setattr(images, "MAX_PIXELS", 32 * 32)
     _, err = _call(vendor.provider(), vendor.request)
     assert isinstance(err, Transient) and "over the limit" in str(err)
-    if vendor.name == "ideogram":
+    if vendor.name in ("ideogram", "bfl"):
         assert err.billed  # a result URL whose image we cannot take: paid, not generated again
         assert len(vendor.generations()) == 1
     else:

@@ -161,3 +161,32 @@ def test_google_api_key_also_works(fake_google: FakeGoogle, monkeypatch: pytest.
         ImageRequest(model="gemini-3-pro-image", vendor_model="gemini-3-pro-image", prompt=PROMPT)
     )
     assert fake_google.records[0].auth_ok
+
+
+@pytest.mark.parametrize(("side", "size"), [(1024, "1K"), (1536, "2K"), (4096, "4K")])
+def test_gemini_asks_the_image_size_that_covers_the_asked_size(
+    provider: GoogleProvider, fake_google: FakeGoogle, side: int, size: str
+) -> None:
+    result = provider.generate(
+        ImageRequest(model="gemini-3-pro-image", vendor_model="gemini-3-pro-image", prompt=PROMPT, width=side,
+                     height=side)
+    )
+    (call,) = fake_google.records
+    assert call.json["generationConfig"]["imageConfig"] == {"aspectRatio": "1:1", "imageSize": size}
+    times = {"1K": 1, "2K": 2, "4K": 4}[size]
+    assert result.metadata["actual_size"] == "x".join(map(str, fake_google.scaled((1024 * times, 1024 * times))))
+    assert fake_google.billed_usd == {"1K": 0.134, "2K": 0.134, "4K": 0.24}[size]
+
+
+def test_fake_gemini_checks_image_config_names_and_types(fake_google: FakeGoogle) -> None:
+    import httpx
+
+    url = f"{fake_google.url}/v1/models/gemini-3-pro-image:generateContent"
+    contents = [{"role": "user", "parts": [{"text": "x"}]}]
+    bad = [{"imageSize": 4}, {"image_size": "4K"}, {"imageSize": "8K"}, {"aspectRatio": "7:3"}]
+    with httpx.Client() as client:
+        for cfg in bad:
+            body = {"contents": contents, "generationConfig": {"responseModalities": ["IMAGE"], "imageConfig": cfg}}
+            resp = client.post(url, json=body, headers={"x-goog-api-key": GEMINI_KEY})
+            assert resp.status_code == 400 and resp.json()["error"]["status"] == "INVALID_ARGUMENT", cfg
+    assert fake_google.billed_calls == 0

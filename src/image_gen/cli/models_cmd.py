@@ -33,7 +33,9 @@ def models(config_path: str | None, show_all: bool, as_json: bool) -> None:
 
     cells = []
     for e in entries:
-        if e.price_per_megapixel is not None:
+        if e.size_prices:
+            price = ", ".join(f"{s.name} ${s.usd:g}" for s in e.size_prices)
+        elif e.price_per_megapixel is not None:
             price = f"${e.price_per_megapixel}/MP"
         else:
             price = f"${e.price_per_image}/img" if e.price_per_image is not None else "-"

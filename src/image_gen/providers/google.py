@@ -4,7 +4,9 @@
   ``client.models.generate_content`` with ``response_modalities=["IMAGE"]``; image bytes come back as inline
   data parts. ``img2img`` sends the input image as a part before the prompt (the model edits it; Gemini has no
   strength knob, so the stage's strength is recorded, not sent). Width/height map to the nearest offered
-  ``aspect_ratio``; ``image_size`` (1K/2K/4K, from the larger side) is sent to the Gemini 3 models only.
+  ``imageConfig.aspectRatio``; ``imageConfig.imageSize`` ("1K"/"2K"/"4K": the smallest whose output covers the
+  asked size, ``image_size_for``; ``options.image_size`` wins) is sent to the Gemini 3 models only, so a 4096x4096
+  hires stage is rendered natively at 4K (priced by size in the catalog) instead of tiled up from 1K.
 - Imagen 4 (``imagen-4.0-*``): ``client.models.generate_images``. In Gemini-API mode SDK 3.6.1 refuses that
   call client-side (Vertex only), so the provider then sends the documented ``:predict`` body through the
   SDK's own API client (same base URL, key header and error types). Imagen 4 is retired: a 404/NOT_FOUND for a
@@ -52,6 +54,11 @@ VENDOR = "google"
 SDK_VERSION = "3.6.1"
 GEMINI_RATIOS = [(1, 1), (2, 3), (3, 2), (3, 4), (4, 3), (4, 5), (5, 4), (9, 16), (16, 9), (21, 9)]
 IMAGEN_RATIOS = [(1, 1), (3, 4), (4, 3), (9, 16), (16, 9)]
+GEMINI_SIZES = (("1K", 1.07), ("2K", 4.29), ("4K", 17.2))
+"""Gemini 3's ``imageConfig.imageSize`` values and the largest output of each, in megapixels (1K: 1264x848 at
+3:2; 2K and 4K double and quadruple the sides). The catalog's ``size_prices`` of the Gemini 3 models list the same
+sizes, so the size asked is the size priced."""
+SIZE_SLACK = 1.05
 SAFETY_REASONS = {
     "SAFETY",
     "PROHIBITED_CONTENT",
@@ -60,6 +67,16 @@ SAFETY_REASONS = {
     "IMAGE_SAFETY",
     "IMAGE_PROHIBITED_CONTENT",
 }
+
+
+def image_size_for(width: int, height: int) -> str:
+    """The smallest Gemini 3 ``imageSize`` whose output covers ``width`` x ``height`` (within 5%), else 4K: a
+    4096x4096 stage asks 4K and gets its size natively, with no tiled upscale."""
+    mp = width * height / 1e6
+    for name, largest in GEMINI_SIZES:
+        if mp <= largest * SIZE_SLACK:
+            return name
+    return GEMINI_SIZES[-1][0]
 
 
 class GoogleProvider(_http.KeyedProvider):
@@ -134,10 +151,9 @@ class GoogleProvider(_http.KeyedProvider):
             w, h = _http.nearest_ratio(asked[0], asked[1], GEMINI_RATIOS)
             image_cfg["aspect_ratio"] = f"{w}:{h}"
         if opts.get("image_size"):
-            image_cfg["image_size"] = str(opts["image_size"])
+            image_cfg["image_size"] = str(opts["image_size"]).upper()
         elif request.vendor_model.startswith("gemini-3") and request.width and request.height:
-            side = max(request.width, request.height)
-            image_cfg["image_size"] = "1K" if side <= 1024 else "2K" if side <= 2048 else "4K"
+            image_cfg["image_size"] = image_size_for(request.width, request.height)
         config = types.GenerateContentConfig(
             response_modalities=["IMAGE"],
             candidate_count=None if request.num_images == 1 else request.num_images,

@@ -11,11 +11,13 @@ KEY_VARS: dict[str, tuple[str, ...]] = {
     "ideogram": ("IDEOGRAM_API_KEY",),
     "google": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
     "stability": ("STABILITY_API_KEY",),
+    "bfl": ("BFL_API_KEY",),
 }
 BASE_URL_VARS: dict[str, str] = {
     "ideogram": "IDEOGRAM_BASE_URL",
     "google": "GOOGLE_GEMINI_BASE_URL",
     "stability": "STABILITY_BASE_URL",
+    "bfl": "BFL_BASE_URL",
 }
 
 
