@@ -41,20 +41,22 @@ def write_config(tmp_path: Path, extra: str = "", name: str = "fast.toml") -> Pa
 
 
 def record_runs(registry: Registry, stages: list[tuple[str, str]], n: int, *, size: tuple[int, int] = (256, 256),
-                seed: int = 7, qa_pass: dict[str, float] | None = None, pipeline: str = "fast",
+                seed: int = 2, qa_pass: dict[str, float] | None = None, pipeline: str = "fast",
                 routing: dict[str, Any] | None = None) -> list[str]:
     """Record ``n`` completed simulated runs of ``stages`` [(stage name, catalog id)]; returns their ids.
-    ``qa_pass``: model id -> the share of its stages recorded as passing QA (QA not recorded where absent)."""
+    ``qa_pass``: model id -> the share of its stages recorded as passing QA (QA not recorded where absent).
+    With the default seed, 30 runs of the fast pipeline have a staged (end to end) p95 of 9.0 s."""
     catalog = Catalog.load()
     rng = np.random.default_rng(seed)
     qa_rng = np.random.default_rng(seed + 1)
     ids = []
-    for i in range(n):
-        run_id = uuid.uuid4().hex[:12]
-        total = 0.0
-        with registry.session() as s:
-            s.add(Run(id=run_id, status="completed", pipeline_name=pipeline, prompt=f"recorded brief {i}",
-                      config={}, simulated=True, routing=routing))
+    with registry.session() as s:  # one transaction: fast
+        for i in range(n):
+            run_id = uuid.uuid4().hex[:12]
+            total = 0.0
+            run = Run(id=run_id, status="completed", pipeline_name=pipeline, prompt=f"recorded brief {i}", config={},
+                      simulated=True, routing=routing)
+            s.add(run)
             s.flush()
             for idx, (name, model) in enumerate(stages):
                 entry = catalog.simulated(catalog.resolve(model))
@@ -73,6 +75,6 @@ def record_runs(registry: Registry, stages: list[tuple[str, str]], n: int, *, si
                 s.add(Call(run_id=run_id, stage_run_id=row.id, model_id=entry.id, provider="sim",
                            operation="generate", purpose="stage", request={}, state="ok", latency_s=latency,
                            simulated=True))
-            s.get(Run, run_id).latency_s = round(total, 4)  # type: ignore[union-attr]
-        ids.append(run_id)
+            run.latency_s = round(total, 4)
+            ids.append(run_id)
     return ids
