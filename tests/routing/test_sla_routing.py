@@ -3,6 +3,7 @@ single-call, each recording its estimate; a resumed run keeps its routing; a gat
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +17,24 @@ from tests.routing.history import record_runs, write_config
 STAGES = [("draft", "ideogram-v1-turbo"), ("final", "sd3.5-medium")]
 
 
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace holding 30 recorded simulated runs of the fast pipeline (256 px, both stages)."""
-    root = tmp_path / "ws"
+    root = tmp_path_factory.mktemp("recorded") / "ws"
     root.mkdir()
     registry = Workspace.resolve(str(root), None).registry()
     ids = record_runs(registry, STAGES, 30)
     p95 = pipeline_metrics(load_runs(registry, ids)).latency.p95
     assert 8.5 <= p95 <= 9.5, p95  # the history the tests route on: a staged p95 of about 9 s
+    registry.close()
+    return root
+
+
+@pytest.fixture
+def ws(recorded: Path, tmp_path: Path) -> Path:
+    """A copy of the recorded workspace of one's own."""
+    root = tmp_path / "ws"
+    shutil.copytree(recorded, root)
     return root
 
 
@@ -93,3 +103,47 @@ def test_no_sla_records_no_routing(ws: Path, tmp_path: Path) -> None:
     out = run_json(ws, write_config(tmp_path))
     assert out["routing"] is None
     assert [s["name"] for s in out["stages"]] == ["draft", "final"]
+
+
+def test_a_gated_pipeline_routed_single_call_still_waits_for_approval_and_keeps_its_routing(
+        ws: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "[stage.final]\ngate = \"approval\"")
+    out = run_json(ws, cfg, "--sla", "5")
+    routing = out["routing"]
+    assert routing["mode"] == "single-call"
+    assert "approval wait at final not counted" in routing["gate"]
+    assert out["status"] == "awaiting_approval"
+    assert out["provider_calls"] == 0  # the gate holds the one call until someone approves
+    approved = invoke("approve", out["run_id"], "--workspace", str(ws), "--json")
+    assert approved.code == 0, approved.stderr
+    done = approved.json()["runs"][0]
+    assert done["status"] == "completed"
+    assert [(s["name"], s["model"], s["calls"]) for s in done["stages"]] == [
+        ("single-call", "sim:gemini-3-pro-image", 1)]
+    assert done["routing"] == routing  # decided once, before the first call; approval does not re-route
+
+
+def test_a_staged_gated_pipeline_within_the_sla_waits_at_its_gate(ws: Path, tmp_path: Path) -> None:
+    out = run_json(ws, write_config(tmp_path, "[stage.final]\ngate = \"approval\""), "--sla", "20")
+    assert out["routing"]["mode"] == "staged"
+    assert out["status"] == "awaiting_approval"
+    assert [s["status"] for s in out["stages"]] == ["done", "awaiting_approval"]
+
+
+def test_a_resumed_run_keeps_its_routing_when_the_history_has_changed(ws: Path, tmp_path: Path) -> None:
+    from image_gen import api
+    from image_gen.store.models import Run
+
+    cfg = write_config(tmp_path, "[stage.final]\ngate = \"approval\"")
+    out = run_json(ws, cfg, "--sla", "5")
+    registry = Workspace.resolve(str(ws), None).registry()
+    # the history changes (40 more runs): the started run is not routed again
+    record_runs(registry, [("draft", "ideogram-v1-turbo"), ("final", "sd3.5-medium")], 40, size=(256, 256),
+                seed=11)
+    assert registry.transition(out["run_id"], ["awaiting_approval"], "interrupted")
+    resumed = api.resume(out["run_id"], workspace=str(ws))
+    assert resumed.routing == out["routing"]
+    assert [s.name for s in resumed.stages] == ["single-call"]
+    assert resumed.status == "awaiting_approval"  # and its gate still holds
+    run = registry.get_run(out["run_id"])
+    assert isinstance(run, Run) and run.routing == out["routing"]

@@ -181,8 +181,14 @@ def _scaled_latency(entry: ModelEntry, steps: int | None) -> float:
     return base
 
 
-def _defect_rate(entry: ModelEntry) -> float:
-    return 1.0 - (1.0 - entry.sim_soft_rate) * (1.0 - entry.sim_typo_rate)
+def _rates(runner: Runner, entry: ModelEntry) -> tuple[float, float]:
+    """(call failure rate, QA defect rate) of a model without history: the catalog's documented rates, or under
+    ``--simulate`` the simulator's (``[sim]`` overrides them)."""
+    sim = runner.config.sim if runner.simulate else None
+    fail = sim.fail_rate if sim is not None and sim.fail_rate is not None else entry.sim_fail_rate
+    soft = sim.soft_rate if sim is not None and sim.soft_rate is not None else entry.sim_soft_rate
+    typo = sim.typo_rate if sim is not None and sim.typo_rate is not None else entry.sim_typo_rate
+    return fail, 1.0 - (1.0 - soft) * (1.0 - typo)
 
 
 def stage_models(runner: Runner, plans: list[StagePlan], history: History, min_samples: int,
@@ -211,12 +217,13 @@ def stage_models(runner: Runner, plans: list[StagePlan], history: History, min_s
         for g in se.groups:
             entry = runner.catalog.resolve(g.model)
             typical = _scaled_latency(entry, st.steps if g.purpose in ("render", "reroll", "escalation") else None)
+            fail = _rates(runner, entry)[0]
             if g.purpose in ("render", "upscale", "tile"):
-                sm.calls += [(g.purpose, typical, entry.sim_fail_rate)] * g.calls
+                sm.calls += [(g.purpose, typical, fail)] * g.calls
             elif g.purpose == "reroll":
                 sm.rerolls = g.calls
             elif g.purpose == "escalation":
-                sm.escalation = (typical, entry.sim_fail_rate)
+                sm.escalation = (typical, fail)
         qa_on = st.qa is None or st.qa.enabled
         rate, n_qa = history.pass_rate(model)
         if not qa_on:
@@ -224,7 +231,7 @@ def stage_models(runner: Runner, plans: list[StagePlan], history: History, min_s
         elif n_qa >= min_samples:
             q, q_from = 1.0 - rate, f"recorded QA pass rate over {n_qa} stages"
         else:
-            q, q_from = _defect_rate(plan.entry), "catalog defect rates (soft, typo)"
+            q, q_from = _rates(runner, plan.entry)[1], "catalog defect rates (soft, typo)"
         render = next((c for c in sm.calls if c[0] == "render"), None)
         if render is not None and (sm.rerolls or sm.escalation):
             sm.reroll = (render[1], render[2], q)
