@@ -147,3 +147,15 @@ def test_a_resumed_run_keeps_its_routing_when_the_history_has_changed(ws: Path, 
     assert resumed.status == "awaiting_approval"  # and its gate still holds
     run = registry.get_run(out["run_id"])
     assert isinstance(run, Run) and run.routing == out["routing"]
+
+
+def test_estimate_with_an_sla_says_how_the_run_would_be_routed_and_spends_nothing(ws: Path, tmp_path: Path) -> None:
+    res = invoke("run", "--config", str(write_config(tmp_path)), "--prompt", "a bottle labelled 'AQUA'",
+                 "--simulate", "--workspace", str(ws), "--json", "--sla", "5", "--estimate")
+    assert res.code == 0, res.stderr
+    data = res.json()
+    assert data["routing"]["mode"] == "single-call"
+    assert [s["stage"] for s in data["estimate"]["stages"]] == ["single-call"]  # the path it would be routed to
+    assert data["estimate"]["calls"] == 1
+    registry = Workspace.resolve(str(ws), None).registry()
+    assert len(registry.list_runs(limit=1000)) == 30  # nothing was run

@@ -46,14 +46,16 @@ def estimate_option(f: Any) -> Any:
                              "nothing.")(f)
 
 
-def print_estimate(est: Any, as_json: bool) -> None:
+def print_estimate(est: Any, as_json: bool, routing: dict[str, Any] | None = None) -> None:
     from image_gen.pipeline.estimate import format_estimate
 
     if as_json:
-        emit_json({"estimate": est.to_dict()})
+        emit_json({"estimate": est.to_dict(), **({"routing": routing} if routing else {})})
     else:
         for line in format_estimate(est):
             click.echo(line)
+        if routing:
+            click.echo(f"  routing: {routing['mode']}: {routing.get('reason')}")
 
 
 def run_briefs(cfg: Any, source: str | None, briefs: list, *, simulate: bool | None, workspace: str | None,
@@ -71,7 +73,12 @@ def run_briefs(cfg: Any, source: str | None, briefs: list, *, simulate: bool | N
         from image_gen.pipeline.estimate import estimate_runner
 
         seed = seed_image.size if seed_image is not None else None
-        print_estimate(estimate_runner(runner, briefs=len(briefs), seed_size=seed), as_json)
+        plans = runner.plan()
+        routing = None
+        if cfg.pipeline.sla_s is not None:  # estimate the path the runs would be routed to now (nothing is written)
+            routed = runner.route(plans, seed_size=seed)
+            plans, routing = routed.plans, routed.record
+        print_estimate(estimate_runner(runner, briefs=len(briefs), seed_size=seed, plans=plans), as_json, routing)
         return
     plans = runner.plan()
     runner.check_configured(plans)

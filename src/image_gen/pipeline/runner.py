@@ -211,7 +211,11 @@ class Runner:
         """What the registry recorded per model: stage latencies by asked size, QA outcomes (routing's input)."""
         from image_gen.pipeline.routing import History
 
-        return History.load(self.registry)
+        try:
+            registry = self.workspace.existing_registry()
+        except InputError:
+            return History()  # a new workspace has no history; reading it must not create its registry
+        return History.load(registry)
 
     def route(self, plans: list[StagePlan] | None = None, *, seed_size: tuple[int, int] | None = None) -> Routing:
         """Staged or single-call (``pipeline.sla_s``), decided from the registry's history before any call; the
