@@ -10,7 +10,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Capability = Literal["txt2img", "img2img", "upscale", "typography"]
+Capability = Literal["txt2img", "img2img", "upscale", "typography", "large-format"]
+CAPABILITIES: tuple[str, ...] = ("txt2img", "img2img", "upscale", "typography", "large-format")
+CLASS_PREFIX = "class:"
+"""``model = "class:<capability>"``: the runner picks a model of that capability class (``pipeline/routing.py``)."""
 
 SIM_PREFIX = "sim:"
 LOCAL_PREFIX = "local:"
@@ -179,6 +182,12 @@ class Catalog:
         if not candidates:
             raise UnknownModel("largest-available", [])
         return max(candidates, key=lambda e: (e.fidelity, e.price_per_image or 0.0))
+
+    def of_class(self, capability: str) -> list[ModelEntry]:
+        """The active models that render (txt2img or img2img) and have ``capability``, by id."""
+        return sorted((e for e in self.entries.values()
+                       if not e.retired and e.can(capability) and (e.can("txt2img") or e.can("img2img"))),
+                      key=lambda e: e.id)
 
     def successor_of(self, entry: ModelEntry) -> ModelEntry | None:
         return self.resolve(entry.successor) if entry.successor else None

@@ -19,6 +19,8 @@ from image_gen.adapter_table import adapter_names
 from image_gen.errors import ConfigError
 
 STAGED = "staged-selection"
+SLA_FIELDS = frozenset({"sla_s", "sla_target", "sla_model", "sla_min_samples"})
+"""Pipeline-wide routing settings: not stage defaults."""
 LARGEST = "largest-available"
 DEFAULT_OVERLAP = 32
 """Tile overlap in pixels where a stage sets ``tile_size`` but no ``overlap``."""
@@ -80,7 +82,9 @@ class QASettings(_Strict):
 class StageSettings(_Strict):
     """Settings of one stage. Every field may also be set under ``[pipeline]`` as a default for all stages."""
 
-    model: str | None = Field(default=None, description="Catalog id or alias, sim:<id>, local:<repo>")
+    model: str | None = Field(
+        default=None, description="Catalog id or alias, sim:<id>, local:<repo>, or class:<capability> (the "
+        "cheapest configured model of that class that meets min_pass_rate and max_latency_s)")
     provider: str | None = Field(default=None, description="Route the model to another provider (e.g. local)")
     steps: int | None = Field(default=None, gt=0, le=500, description="Sampling steps")
     guidance_scale: float | None = Field(default=None, ge=0, le=50, description="Classifier-free guidance")
@@ -109,6 +113,15 @@ class StageSettings(_Strict):
     render: bool | None = Field(
         default=None,
         description="false: take the input image as is (finish an existing image: upscale and adapters only)",
+    )
+    min_pass_rate: float | None = Field(
+        default=None, ge=0, le=1,
+        description="model = \"class:...\": a candidate's recorded QA pass rate must be at least this",
+    )
+    max_latency_s: float | None = Field(
+        default=None, gt=0, le=86400,
+        description="model = \"class:...\": a candidate's p95 stage latency (recorded, else catalog) must be at most "
+        "this",
     )
 
     @field_validator("aspect_ratio", mode="before")
@@ -152,6 +165,20 @@ class PipelineSettings(StageSettings):
         default=STAGED, description="staged-selection, largest-available, or a model id for a single stage"
     )
     stages: list[str] = Field(default_factory=list, description='["name:model", ...] in order')
+    sla_s: float | None = Field(
+        default=None, gt=0, le=86400,
+        description="Latency SLA in seconds (machine latency of the whole run; approval waits excluded): when the "
+        "staged path is unlikely to meet it, the run goes single-call on sla_model",
+    )
+    sla_target: float = Field(
+        default=0.95, gt=0, le=1, description="Least probability of finishing within sla_s for the staged path"
+    )
+    sla_model: str = Field(default=LARGEST, description="The single-call model when the staged path misses the SLA")
+    sla_min_samples: int = Field(
+        default=20, ge=1, le=100000,
+        description="Recorded stage latencies a model needs at a size before the estimate uses them instead of the "
+        "catalog's typical latency",
+    )
 
 
 class BudgetSettings(_Strict):
@@ -226,7 +253,7 @@ class ModelOverride(_Strict):
     provider: str | None = None
     vendor_model: str | None = None
     aliases: list[str] | None = None
-    capabilities: list[Literal["txt2img", "img2img", "upscale", "typography"]] | None = None
+    capabilities: list[Literal["txt2img", "img2img", "upscale", "typography", "large-format"]] | None = None
     price_per_image: float | None = Field(default=None, ge=0)
     price_per_megapixel: float | None = Field(default=None, ge=0)
     price_read_on: str | None = None
@@ -324,7 +351,7 @@ class Config(_Strict):
 
     def _check_merged(self) -> None:
         """Checks of a stage's settings merged over the pipeline defaults (a pair may come from two sections)."""
-        defaults = self.pipeline.model_dump(exclude={"model", "stages"}, exclude_none=True)
+        defaults = self.pipeline.model_dump(exclude={"model", "stages", *SLA_FIELDS}, exclude_none=True)
         sections = [(n, st) for n, st in self.stage.items()] or [("main", StageSettings())]
         for name, own in sections:
             merged = {**defaults, **own.model_dump(exclude_none=True)}
@@ -341,7 +368,7 @@ class Config(_Strict):
 
     def stage_specs(self) -> list[tuple[str, StageSettings]]:
         """The stages in order, each with its settings merged over the pipeline defaults."""
-        defaults = self.pipeline.model_dump(exclude={"model", "stages"}, exclude_none=True)
+        defaults = self.pipeline.model_dump(exclude={"model", "stages", *SLA_FIELDS}, exclude_none=True)
         if self.pipeline.model not in (STAGED, None):
             # A single model or the baseline: one stage named "main" unless a [stage.X] names it.
             (name, own) = next(iter(self.stage.items())) if self.stage else ("main", StageSettings())
@@ -437,7 +464,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
 
 
 def _check_models(cfg: Config, source: str, flat: str | None = None) -> None:
-    from image_gen.catalog import Catalog, UnknownModel
+    from image_gen.catalog import CAPABILITIES, CLASS_PREFIX, Catalog, UnknownModel
 
     overrides = {k: v.model_dump(exclude_none=True) for k, v in cfg.models.items()}
     try:
@@ -454,19 +481,34 @@ def _check_models(cfg: Config, source: str, flat: str | None = None) -> None:
             value = getattr(st, fld)
             if value is None or value == LARGEST:
                 continue
+            if fld == "model" and value.startswith(CLASS_PREFIX):
+                cls = value[len(CLASS_PREFIX):]
+                if cls not in CAPABILITIES or cls == "upscale":
+                    known = ", ".join(CLASS_PREFIX + c for c in CAPABILITIES if c != "upscale")
+                    raise ConfigError(f"unknown model class {value!r} (expected one of {known})", file=source,
+                                      field=_model_field(cfg, name, fld, flat))
+                continue
             try:
                 catalog.resolve(value)
             except UnknownModel as exc:
-                if flat is not None:
-                    field = fld
-                elif name in cfg.stage and getattr(cfg.stage[name], fld) is not None:
-                    field = f"stage.{name}.{fld}"
-                elif cfg.pipeline.stages and fld == "model":
-                    index = [p.partition(":")[0].strip() for p in cfg.pipeline.stages].index(name)
-                    field = f"pipeline.stages[{index}]"
-                else:
-                    field = f"pipeline.{fld}"
-                raise ConfigError(str(exc), file=source, field=field) from None
+                raise ConfigError(str(exc), file=source, field=_model_field(cfg, name, fld, flat)) from None
+    if cfg.pipeline.sla_model != LARGEST:
+        try:
+            catalog.resolve(cfg.pipeline.sla_model)
+        except UnknownModel as exc:
+            raise ConfigError(str(exc), file=source, field="pipeline.sla_model") from None
+
+
+def _model_field(cfg: Config, name: str, fld: str, flat: str | None) -> str:
+    """Where a stage's model setting was written (for an error naming the field)."""
+    if flat is not None:
+        return fld
+    if name in cfg.stage and getattr(cfg.stage[name], fld) is not None:
+        return f"stage.{name}.{fld}"
+    if cfg.pipeline.stages and fld == "model":
+        index = [p.partition(":")[0].strip() for p in cfg.pipeline.stages].index(name)
+        return f"pipeline.stages[{index}]"
+    return f"pipeline.{fld}"
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -34,7 +34,7 @@ def run_record(ws: Any, run: Any, *, with_calls: bool = True) -> dict[str, Any]:
         "run_id": run.id, "status": run.status, "prompt": run.prompt, "negative_prompt": run.negative_prompt,
         "pipeline": run.pipeline_name, "simulated": run.simulated, "cost_usd": run.cost_usd,
         "latency_s": run.latency_s, "final_artifact": run.final_artifact, "qa_passed": run.qa_passed,
-        "reason": run.reason, "error_kind": run.error_kind, "created_at": run.created_at,
+        "reason": run.reason, "error_kind": run.error_kind, "routing": run.routing, "created_at": run.created_at,
         "updated_at": run.updated_at, "parent_run_id": run.parent_run_id, "input_artifact": run.input_artifact,
         "approvals": [{"stage": a.stage_name, "decision": a.decision, "note": a.note, "at": a.decided_at,
                        "by": a.decided_by} for a in reg.approvals(run.id)],

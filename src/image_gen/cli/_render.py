@@ -129,6 +129,8 @@ def print_outcomes(outcomes: list[RunOutcome]) -> None:
         con.print(f"[bold]run {o.run_id}[/bold]{label}  {o.status}  ${o.cost_usd:.4f}  "
                   f"{o.latency_s:.2f}s  QA {qa_word(o.qa_passed)}")
         con.print(f"  {escape(o.prompt)}", overflow="fold")
+        if o.routing and o.routing.get("reason"):
+            con.print(f"  routing: {o.routing['mode']}: {escape(o.routing['reason'])}", overflow="fold")
         t = table()
         t.add_column("stage", **fixed([s.name for s in o.stages], "stage"))
         t.add_column("model", **fixed([s.model for s in o.stages], "model"))

@@ -46,30 +46,39 @@ def estimate_option(f: Any) -> Any:
                              "nothing.")(f)
 
 
-def print_estimate(est: Any, as_json: bool) -> None:
+def print_estimate(est: Any, as_json: bool, routing: dict[str, Any] | None = None) -> None:
     from image_gen.pipeline.estimate import format_estimate
 
     if as_json:
-        emit_json({"estimate": est.to_dict()})
+        emit_json({"estimate": est.to_dict(), **({"routing": routing} if routing else {})})
     else:
         for line in format_estimate(est):
             click.echo(line)
+        if routing:
+            click.echo(f"  routing: {routing['mode']}: {routing.get('reason')}")
 
 
 def run_briefs(cfg: Any, source: str | None, briefs: list, *, simulate: bool | None, workspace: str | None,
                registry_url: str | None, as_json: bool, out_dir: str | None, seed_image: Any = None,
-               concurrency: int | None = None, estimate: bool = False) -> None:
+               concurrency: int | None = None, estimate: bool = False, sla: float | None = None) -> None:
     from image_gen.api import make_runner
     from image_gen.cli._common import workspace_of
     from image_gen.cli._render import progress_events
 
+    if sla is not None:  # --sla overrides the config's pipeline.sla_s (and is recorded with the run's config)
+        cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"sla_s": sla})})
     ws = workspace_of(workspace, registry_url, cfg.registry_url)
     runner = make_runner(cfg, workspace=ws, simulate=simulate or None, config_source=source)
     if estimate:
         from image_gen.pipeline.estimate import estimate_runner
 
         seed = seed_image.size if seed_image is not None else None
-        print_estimate(estimate_runner(runner, briefs=len(briefs), seed_size=seed), as_json)
+        plans = runner.plan()
+        routing = None
+        if cfg.pipeline.sla_s is not None:  # estimate the path the runs would be routed to now (nothing is written)
+            routed = runner.route(plans, seed_size=seed)
+            plans, routing = routed.plans, routed.record
+        print_estimate(estimate_runner(runner, briefs=len(briefs), seed_size=seed, plans=plans), as_json, routing)
         return
     plans = runner.plan()
     runner.check_configured(plans)
@@ -88,11 +97,14 @@ def run_briefs(cfg: Any, source: str | None, briefs: list, *, simulate: bool | N
 @click.option("--simulate", is_flag=True, help="Run every stage on its simulated twin (offline, no key).")
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Export every stage's image here.")
 @click.option("--concurrency", type=click.IntRange(1, 64), help="Briefs run at once (default: the config's, 1).")
+@click.option("--sla", type=click.FloatRange(min=0, min_open=True, max=86400), metavar="SECONDS",
+              help="Latency SLA (overrides pipeline.sla_s): below pipeline.sla_target's chance of meeting it, "
+                   "the run goes single-call on pipeline.sla_model; the decision is recorded.")
 @estimate_option
 @workspace_option
 @json_option
 def run(config_path: str | None, prompts: tuple[str, ...], prompt_file: str | None, simulate: bool,
-        out_dir: str | None, concurrency: int | None, estimate: bool, workspace: str | None,
+        out_dir: str | None, concurrency: int | None, sla: float | None, estimate: bool, workspace: str | None,
         registry_url: str | None, as_json: bool) -> None:
     """Run a pipeline config on one or more briefs."""
     from image_gen.cli._common import workspace_of
@@ -107,7 +119,7 @@ def run(config_path: str | None, prompts: tuple[str, ...], prompt_file: str | No
     cfg = load_config(config_path)
     briefs = _briefs(prompts, prompt_file)
     run_briefs(cfg, config_path, briefs, simulate=simulate, workspace=workspace, registry_url=registry_url,
-               as_json=as_json, out_dir=out_dir, concurrency=concurrency, estimate=estimate)
+               as_json=as_json, out_dir=out_dir, concurrency=concurrency, estimate=estimate, sla=sla)
 
 
 def _one(action: str, run_id: str, note: str | None, workspace: str | None, registry_url: str | None,

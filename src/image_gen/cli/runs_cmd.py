@@ -129,6 +129,17 @@ def _show(rec: dict[str, Any]) -> None:
     if rec["pipeline"]:
         con.print(f"pipeline: {escape(str(rec['pipeline']))}")
     con.print(f"cost ${rec['cost_usd']:.4f}  latency {rec['latency_s']:.2f}s  QA {qa_word(rec['qa_passed'])}")
+    routing = rec.get("routing") or {}
+    if routing:
+        p = routing.get("p_within_sla")
+        sla = f"  SLA {routing['sla_s']:g}s  P(within) {p:.3f} (target {routing['sla_target']:g})" \
+            if routing.get("sla_s") is not None and p is not None else ""
+        con.print(f"routing: {routing.get('mode')}{sla}")
+        if routing.get("reason"):
+            con.print(f"  why: {escape(str(routing['reason']))}", overflow="fold")
+        for st in (routing.get("staged") or {}).get("stages", []):
+            con.print(f"  {escape(str(st.get('stage')))}: {escape(str(st.get('model')))} {st.get('size')} from "
+                      f"{st.get('source')} ({st.get('samples')} samples)")
     for s in rec["stages"]:
         p = s["params"] or {}
         bits = [f"QA {qa_word(None if s['qa'] is None else bool(s['qa'].get('passed')))}",

@@ -177,12 +177,14 @@ def _upscale_groups(runner: Runner, plan: StagePlan, params: dict[str, Any], siz
     return [CallGroup("tile", entry.id, n, entry.price_for(tw, th, 1), tw, th) for (tw, th), n in groups.items()]
 
 
-def estimate_runner(runner: Runner, *, briefs: int = 1, seed_size: tuple[int, int] | None = None) -> Estimate:
-    """The estimate of ``runner``'s pipeline on ``briefs`` briefs; ``seed_size`` is the size of an existing image
-    handed to the first stage (``finish``, ``upscale``). Reads no registry and writes nothing."""
+def estimate_runner(runner: Runner, *, briefs: int = 1, seed_size: tuple[int, int] | None = None,
+                    plans: list[StagePlan] | None = None) -> Estimate:
+    """The estimate of ``runner``'s pipeline (or of ``plans``) on ``briefs`` briefs; ``seed_size`` is the size of
+    an existing image handed to the first stage (``finish``, ``upscale``). Writes nothing; reads the registry only
+    to choose the model of a stage that names a class (``model = "class:..."``)."""
     from image_gen.pipeline.runner import Brief
 
-    plans = runner.plan()
+    plans = plans if plans is not None else runner.plan()
     stages: list[StageEstimate] = []
     warnings = [w for p in plans for w in p.warnings]
     prev = seed_size

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from image_gen.catalog import LOCAL_PREFIX, Catalog, ModelEntry
+from image_gen.catalog import CLASS_PREFIX, LOCAL_PREFIX, Catalog, ModelEntry
 from image_gen.config import LARGEST, Config, StageSettings
 from image_gen.errors import InputError, WorkFailed
 from image_gen.providers.base import NotConfigured, Provider, ProviderError
+
+if TYPE_CHECKING:
+    from image_gen.pipeline.routing import History
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ class StagePlan:
     provider: str
     substitution: str | None = None
     warnings: list[str] = field(default_factory=list)
+    class_model: str | None = None
+    """``model = "class:..."``: the catalog id chosen for the class (``pipeline/routing.py``)."""
     routes: dict[str, Route] = field(default_factory=dict)
     """``stage``, ``escalation``, ``fallback``, and per model that may make the image ``upscaler:<id>`` (its
     native upscaler) or ``tile:<id>`` (tiled image-to-image through it)."""
@@ -55,14 +61,32 @@ class StagePlan:
         return None
 
 
+def render_size(st: StageSettings, prev: tuple[int, int] | None) -> tuple[int, int]:
+    """The size a stage asks its model for (as ``stage_params`` sets it; ``prev``: the previous stage's delivered
+    size, which a handoff without a size of its own keeps)."""
+    from image_gen.pipeline.stage import DEFAULT_SIZE
+
+    if st.width and st.height:
+        return st.width, st.height
+    if st.aspect_ratio:
+        a, b = (int(x) for x in st.aspect_ratio.split(":"))
+        scale = (DEFAULT_SIZE * DEFAULT_SIZE / (a * b)) ** 0.5
+        return int(round(a * scale / 16) * 16), int(round(b * scale / 16) * 16)
+    if prev is not None:
+        return st.width or prev[0], st.height or prev[1]
+    return st.width or DEFAULT_SIZE, st.height or DEFAULT_SIZE
+
+
 class Planner:
     def __init__(self, config: Config, catalog: Catalog, simulate: bool,
-                 provider: Callable[[str], Provider], configured: Callable[[], list[str]]) -> None:
+                 provider: Callable[[str], Provider], configured: Callable[[], list[str]],
+                 history: Callable[[], History] | None = None) -> None:
         self.config = config
         self.catalog = catalog
         self.simulate = simulate
         self.provider = provider
         self.configured = configured
+        self.history = history
 
     def _resolve(self, name: str, what: str) -> ModelEntry:
         try:
@@ -83,23 +107,47 @@ class Planner:
             return Route(self.catalog.simulated(entry), "sim")
         return Route(entry, provider)
 
-    def plan(self) -> list[StagePlan]:
-        """Resolve every stage's models before anything is written: bad input fails here, changing nothing."""
+    def _class_model(self, name: str, st: StageSettings, requested: str, size: tuple[int, int],
+                     pinned: dict[str, str] | None) -> tuple[ModelEntry, str]:
+        """The model a ``class:...`` stage runs: the one recorded when the run started (resume), else chosen now."""
+        from image_gen.pipeline.routing import History, choose_class
+
+        if pinned and name in pinned:
+            entry = self._resolve(pinned[name], f"stage.{name}.model")
+            return entry, f"{requested} -> {entry.id} (chosen when the run started)"
+        history = self.history() if self.history is not None else History()
+        entry, reason, _ = choose_class(self.catalog, requested, name, st, size, history,
+                                        None if self.simulate else self.configured(), self.simulate,
+                                        self.config.pipeline.sla_min_samples)
+        return entry, reason
+
+    def plan(self, pinned: dict[str, str] | None = None) -> list[StagePlan]:
+        """Resolve every stage's models before anything is written: bad input fails here, changing nothing.
+        ``pinned``: stage name -> the model a ``class:...`` stage was given when its run started."""
         plans: list[StagePlan] = []
+        prev: tuple[int, int] | None = None
         for idx, (name, st) in enumerate(self.config.stage_specs()):
             requested = st.model or LARGEST
             warnings: list[str] = []
             substitution = None
+            class_model = None
+            size = render_size(st, prev)
+            prev = (size[0] * int(st.upscale.rstrip("x")), size[1] * int(st.upscale.rstrip("x"))) \
+                if st.upscale else size
             if requested == LARGEST:
                 avail = ["sim"] if self.simulate else self.configured()
                 entry = self.catalog.largest_available(avail)
+            elif requested.startswith(CLASS_PREFIX):
+                entry, substitution = self._class_model(name, st, requested, size, pinned)
+                class_model = entry.id
             else:
                 entry = self._resolve(requested, f"stage.{name}.model")
             on_retired = st.on_retired or self.config.on_retired
             if entry.retired:
                 successor = entry.successor or "(none named)"
                 if on_retired == "successor" and entry.successor:
-                    substitution = f"{entry.id} retired on {entry.retired_on}; ran successor {successor}"
+                    substitution = f"{substitution}; " if substitution else ""
+                    substitution += f"{entry.id} retired on {entry.retired_on}; ran successor {successor}"
                     entry = self.catalog.resolve(entry.successor)
                     warnings.append(substitution)
                 elif self.simulate:
@@ -113,7 +161,8 @@ class Planner:
                         f"{successor} (or set on_retired = \"successor\")"
                     )
             stage = self.routed(entry, st.provider)
-            plan = StagePlan(idx, name, st, stage.entry, requested, stage.provider, substitution, warnings)
+            plan = StagePlan(idx, name, st, stage.entry, requested, stage.provider, substitution, warnings,
+                             class_model=class_model)
             plan.routes["stage"] = stage
             makers = [(entry, st.provider)]
             if st.escalate_to:

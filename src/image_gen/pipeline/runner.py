@@ -42,6 +42,7 @@ from image_gen.store.models import Approval, Run, StageRun
 if TYPE_CHECKING:
     from PIL import Image
 
+    from image_gen.pipeline.routing import History, Routing
     from image_gen.store.registry import Registry
     from image_gen.workspace import Workspace
 
@@ -79,6 +80,8 @@ class RunOutcome:
     reason: str | None = None
     error_kind: str | None = None
     warnings: list[str] = field(default_factory=list)
+    routing: dict[str, Any] | None = None
+    """How the run was routed before it started (latency SLA, capability classes): ``Run.routing``."""
 
     @property
     def provider_calls(self) -> int:
@@ -123,7 +126,8 @@ class Runner:
         self._providers: dict[str, Provider] = dict(providers or {})
         self._lock = threading.RLock()
         self.stop = threading.Event()
-        self.planner = Planner(config, self.catalog, self.simulate, self.provider, self._configured_providers)
+        self.planner = Planner(config, self.catalog, self.simulate, self.provider, self._configured_providers,
+                               self.history)
         self._leases: Leases | None = None
         self._calls: CallMaker | None = None
 
@@ -203,6 +207,47 @@ class Runner:
     def check_configured(self, plans: list[StagePlan]) -> None:
         self.planner.check(plans)
 
+    def history(self) -> History:
+        """What the registry recorded per model: stage latencies by asked size, QA outcomes (routing's input)."""
+        from image_gen.pipeline.routing import History
+
+        try:
+            registry = self.workspace.existing_registry()
+        except InputError:
+            return History()  # a new workspace has no history; reading it must not create its registry
+        return History.load(registry)
+
+    def route(self, plans: list[StagePlan] | None = None, *, seed_size: tuple[int, int] | None = None) -> Routing:
+        """Staged or single-call (``pipeline.sla_s``), decided from the registry's history before any call; the
+        decision and its inputs are what ``Run.routing`` records (``pipeline/routing.py``)."""
+        from image_gen.pipeline.routing import decide
+
+        plans = plans if plans is not None else self.plan()
+        return decide(self, plans, seed_size=seed_size)
+
+    def single_call_plans(self, model: str, size: tuple[int, int] | None, gated: bool) -> list[StagePlan]:
+        """The plan of the single-call path: one stage on ``model`` asked for ``size``, gated if the pipeline is."""
+        from image_gen.pipeline.routing import single_call_config
+
+        planner = Planner(single_call_config(self.config, model, size, gated), self.catalog, self.simulate,
+                          self.provider, self._configured_providers, self.history)
+        plans = planner.plan()
+        planner.check(plans)
+        return plans
+
+    def plans_for_run(self, run: Run) -> list[StagePlan]:
+        """A started run's plans as routed when it started: its single-call model and size, its class choices."""
+        routing = run.routing or {}
+        if routing.get("mode") == "single-call":
+            size = routing.get("size")
+            return self.single_call_plans(routing["single_call_model"], (size[0], size[1]) if size else None,
+                                          bool(routing.get("gate")))
+        return self.plan_pinned(routing)
+
+    def plan_pinned(self, routing: dict[str, Any]) -> list[StagePlan]:
+        pinned = {name: c["model"] for name, c in (routing.get("classes") or {}).items() if c.get("model")}
+        return self.planner.plan(pinned=pinned or None)
+
     def stage_params(self, plan: StagePlan, brief: Brief, input_sha: str | None) -> dict[str, Any]:
         art = self.registry.artifact(input_sha) if input_sha else None
         return stage_params(plan, brief, (art.width, art.height) if art is not None else None)
@@ -214,13 +259,17 @@ class Runner:
 
     # -- runs -----------------------------------------------------------------------------------------------------
     def start(self, brief: Brief, plans: list[StagePlan] | None = None,
-              seed_image: Image.Image | None = None) -> RunOutcome:
-        """Start a run; ``seed_image`` is handed to the first stage as its input (finishing an existing image)."""
+              seed_image: Image.Image | None = None, routing: Routing | None = None) -> RunOutcome:
+        """Start a run; ``seed_image`` is handed to the first stage as its input (finishing an existing image).
+        ``routing``: the decision made for these plans (default: decided now, from the registry's history)."""
         from image_gen.pipeline.calls import record_artifact
         from image_gen.store.registry import redact_url
 
         plans = plans if plans is not None else self.plan()
         self.check_configured(plans)
+        if routing is None:
+            routing = self.route(plans, seed_size=seed_image.size if seed_image is not None else None)
+        plans = routing.plans
         run_id = uuid.uuid4().hex[:12]
         seed_sha = None
         if seed_image is not None:
@@ -238,7 +287,7 @@ class Runner:
                       prompt=brief.prompt, negative_prompt=brief.negative_prompt, expect_text=brief.expect_text,
                       config=snapshot, config_source=self.config_source, simulated=self.simulate,
                       brief_index=brief.index, input_artifact=seed_sha, lease_owner=leases.owner,
-                      lease_until=leases.until()))
+                      lease_until=leases.until(), routing=routing.record))
             s.flush()
             for p in plans:
                 s.add(StageRun(run_id=run_id, idx=p.idx, name=p.name, model_id=p.entry.id,
@@ -257,14 +306,16 @@ class Runner:
         """
         plans = plans if plans is not None else self.plan()
         self.check_configured(plans)
+        # decided once for the batch, before its first call: every run of it is routed alike
+        routing = self.route(plans, seed_size=seed_image.size if seed_image is not None else None)
         if concurrency <= 1 or len(briefs) <= 1:
-            return [self.start(b, plans, seed_image=seed_image) for b in briefs]
+            return [self.start(b, plans, seed_image=seed_image, routing=routing) for b in briefs]
         from concurrent.futures import ThreadPoolExecutor
 
         self.registry  # noqa: B018 - open the registry (and migrate) once, before the threads share it
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="image-gen-run")
         try:
-            futures = [pool.submit(self.start, b, plans, seed_image=seed_image) for b in briefs]
+            futures = [pool.submit(self.start, b, plans, seed_image=seed_image, routing=routing) for b in briefs]
             return [f.result() for f in futures]
         except KeyboardInterrupt:
             self.stop.set()
@@ -298,7 +349,7 @@ class Runner:
             return self.outcome(run.id)
         if run.status == "awaiting_approval":
             raise InputError(f"run {run.id} waits for approval: image-gen approve {run.id} (or reject)", field="RUN")
-        plans = self.plan()
+        plans = self.plans_for_run(run)  # a resumed run keeps the routing it started with
         self.check_configured(plans)
         leases = self.leases
         if run.status == "running":
@@ -322,7 +373,7 @@ class Runner:
     def approve(self, run_id: str, note: str | None = None, *, by: str | None = None) -> RunOutcome:
         """Record the approval and continue the run; exactly one of several concurrent approvals acts."""
         run, stage = self._decide(run_id, "approved", note, by)
-        plans = self.plan()
+        plans = self.plans_for_run(run)
         self.check_configured(plans)
         brief = Brief(run.prompt, run.negative_prompt, run.expect_text, run.brief_index)
         self.events("run_start", {"run_id": run.id, "prompt": run.prompt, "stages": len(plans)})
@@ -475,5 +526,5 @@ class Runner:
         return RunOutcome(
             run_id=run.id, status=run.status, prompt=run.prompt, stages=stages, cost_usd=run.cost_usd,
             latency_s=run.latency_s, simulated=run.simulated, final_artifact=run.final_artifact,
-            qa_passed=run.qa_passed, reason=run.reason, error_kind=run.error_kind,
+            qa_passed=run.qa_passed, reason=run.reason, error_kind=run.error_kind, routing=run.routing,
         )

@@ -26,7 +26,12 @@ Definitions (the report prints them):
   its latencies / runs, so the shares add up to the mean end to end;
 - **cache hit rate** = stages served from the cache / stages that ran (to the gate in the headline);
 - **calls** = provider calls that produced the stage's images (for a cache hit: the calls recorded with its
-  image); **calls made** = the calls this run sent.
+  image); **calls made** = the calls this run sent;
+- a run **has an SLA** when it was routed with one (``pipeline.sla_s`` or ``run --sla``, recorded in its routing);
+  it **met** it when it completed and its own recorded latency (the machine latency of every stage it ran, gated ones
+  included, a cache hit counting 0; a person's wait at a gate is never counted) is within the SLA; the **SLA hit
+  rate** = runs that met it / runs with an SLA that ended (completed, failed or budget-stopped; runs still waiting,
+  interrupted, rejected or cancelled are not counted).
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ if TYPE_CHECKING:
     from image_gen.store.registry import Registry
 
 DELIVERED = ("completed", "awaiting_approval")
+SLA_ENDED = ("completed", "failed", "budget_stopped")
+"""The statuses of a run with an SLA that count in the SLA hit rate."""
 NOT_RUN = frozenset({"pending", "awaiting_approval", "rejected", "budget_stopped", "skipped"})
 """Stage statuses that mean the stage did not run (unless it sent calls before it stopped)."""
 WAITING = "awaiting_approval"
@@ -94,6 +101,21 @@ class RunRecord:
     stages: list[StageRecord] = field(default_factory=list)
     brief_index: int | None = None
     final_artifact: str | None = None
+    sla_s: float | None = None
+    """The latency SLA the run was routed with (``Run.routing``), if any."""
+    routing_mode: str | None = None
+    """``staged`` or ``single-call`` (None when the run recorded no routing)."""
+    p_within_sla: float | None = None
+    """The estimate the routing decided on (the staged path's probability of meeting the SLA)."""
+    own_latency_s: float = 0.0
+    """The run's own recorded latency (``Run.latency_s``): its stages' machine latency, cache hits counting 0."""
+
+    @property
+    def sla_met(self) -> bool | None:
+        """Within its SLA (None: no SLA, or the run has not ended)."""
+        if self.sla_s is None or self.status not in SLA_ENDED:
+            return None
+        return self.status == "completed" and self.own_latency_s <= self.sla_s
 
     @property
     def succeeded(self) -> bool:
@@ -230,6 +252,7 @@ def load_runs(registry: Registry, run_ids: Iterable[str], pipeline: str | None =
                 rec.projected_usd = _catalog_price(catalog, s.model_id, params)
             stages.append(rec)
         ran = [st for st in stages if st.ran]
+        routing = run.routing or {}
         out.append(
             RunRecord(
                 run_id=run.id,
@@ -243,6 +266,10 @@ def load_runs(registry: Registry, run_ids: Iterable[str], pipeline: str | None =
                 stages=stages,
                 brief_index=run.brief_index,
                 final_artifact=run.final_artifact,
+                sla_s=routing.get("sla_s"),
+                routing_mode=routing.get("mode"),
+                p_within_sla=routing.get("p_within_sla"),
+                own_latency_s=float(run.latency_s or 0.0),
             )
         )
     return out
@@ -362,6 +389,46 @@ class GateMetrics:
 
 
 @dataclass
+class SlaMetrics:
+    """Runs routed with a latency SLA (see the module's definitions)."""
+
+    slas: list[float]
+    """The SLAs the runs were routed with, in seconds."""
+    runs: int
+    staged: int
+    single_call: int
+    ended: int
+    """Runs with an SLA that count in the hit rate."""
+    met: int
+    hit_rate: float
+    """met / ended (NaN when none ended)."""
+    mean_p_within: float
+    """Mean of the routing's estimated P(staged path within the SLA)."""
+    latency: LatencySummary
+    """The runs' own latencies (the ones that ended)."""
+
+
+def sla_metrics(runs: Sequence[RunRecord]) -> SlaMetrics | None:
+    with_sla = [r for r in runs if r.sla_s is not None]
+    if not with_sla:
+        return None
+    ended = [r for r in with_sla if r.sla_met is not None]
+    met = sum(bool(r.sla_met) for r in ended)
+    est = [r.p_within_sla for r in with_sla if r.p_within_sla is not None]
+    return SlaMetrics(
+        slas=sorted({float(r.sla_s) for r in with_sla if r.sla_s is not None}),
+        runs=len(with_sla),
+        staged=sum(r.routing_mode == "staged" for r in with_sla),
+        single_call=sum(r.routing_mode == "single-call" for r in with_sla),
+        ended=len(ended),
+        met=met,
+        hit_rate=met / len(ended) if ended else math.nan,
+        mean_p_within=sum(est) / len(est) if est else math.nan,
+        latency=LatencySummary.of(r.own_latency_s for r in ended),
+    )
+
+
+@dataclass
 class PipelineMetrics:
     pipeline: str
     runs: int
@@ -389,6 +456,8 @@ class PipelineMetrics:
     """Delivered size (to the gate) -> runs."""
     stages: list[StageMetrics]
     gate: GateMetrics | None
+    sla: SlaMetrics | None = None
+    """Runs routed with a latency SLA: how many met it (None when no run had one)."""
 
     def to_dict(self) -> dict[str, Any]:
         return _finite(asdict(self))
@@ -511,6 +580,7 @@ def pipeline_metrics(runs: Sequence[RunRecord], pipeline: str | None = None) -> 
         sizes=sizes,
         stages=[stage_metrics(name, recs, n, name in past) for name, recs in by_stage.items()],
         gate=gate_metrics(runs, cost),
+        sla=sla_metrics(runs),
     )
 
 

@@ -44,6 +44,7 @@ __all__ = [  # the plots, sheets and formatting are re-exported: callers import 
     "DEFINITIONS",
     "FINISHED",
     "SIMULATED_NOTE",
+    "SLA_NOTE",
     "THUMB",
     "Comparison",
     "PipelineRuns",
@@ -58,6 +59,7 @@ __all__ = [  # the plots, sheets and formatting are re-exported: callers import 
     "plot_latency",
     "run_comparison",
     "secs",
+    "sla_rows",
     "spent_line",
     "stage_rows",
     "summary_rows",
@@ -323,6 +325,45 @@ def stage_rows(m: PipelineMetrics) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+def sla_rows(metrics: Sequence[PipelineMetrics]) -> tuple[list[str], list[list[str]]]:
+    """Runs routed with a latency SLA: the SLA hit rate per pipeline (runs whose own latency was within it)."""
+    head = [
+        "pipeline",
+        "SLA",
+        "runs with an SLA",
+        "routed staged / single-call",
+        "SLA hit rate",
+        "their latency mean (p50 / p95)",
+        "estimated P(staged within SLA), mean",
+    ]
+    rows = []
+    for m in metrics:
+        s = m.sla
+        if s is None:
+            continue
+        rows.append(
+            [
+                m.pipeline,
+                ", ".join(secs(v) for v in s.slas),
+                str(s.runs),
+                f"{s.staged} / {s.single_call}",
+                f"{pct(s.hit_rate)} ({s.met}/{s.ended})" + (f", {s.runs - s.ended} not ended" if s.runs > s.ended
+                                                           else ""),
+                _stats(s.latency),
+                pct(s.mean_p_within),
+            ]
+        )
+    return head, rows
+
+
+SLA_NOTE = (
+    "SLA hit rate = runs that completed within their SLA / runs with an SLA that ended (completed, failed or "
+    "budget-stopped). A run's latency here is its own: the machine latency of every stage it ran (gated stages "
+    "included, a cache hit counting 0); a person's wait at an approval gate is never counted. Routing sends a run "
+    "single-call when the staged path's estimated P(within SLA) is below the pipeline's sla_target."
+)
+
+
 def fairness_line(metrics: Sequence[PipelineMetrics]) -> str:
     """Do the pipelines deliver the same size? Said either way, with the sizes."""
     parts = []
@@ -384,6 +425,9 @@ def markdown(comparison: Comparison, metrics: Sequence[PipelineMetrics], picture
     if g_rows:
         parts += ["## Behind the approval gate (measured where it ran; PROJECTED where a run waits)", ""]
         parts += [_md_table(g_head, g_rows), ""]
+    s_head, s_rows = sla_rows(metrics)
+    if s_rows:
+        parts += ["## Latency SLA", "", _md_table(s_head, s_rows), "", SLA_NOTE, ""]
     parts += [DEFINITIONS, ""]
     parts += ["## Per stage", ""]
     for m in metrics:
@@ -463,6 +507,9 @@ def to_html(comparison: Comparison, metrics: Sequence[PipelineMetrics], pictures
             "<h2>Behind the approval gate (measured where it ran; PROJECTED where a run waits)</h2>",
             table(g_head, g_rows),
         ]
+    s_head, s_rows = sla_rows(metrics)
+    if s_rows:
+        body += ["<h2>Latency SLA</h2>", table(s_head, s_rows), f"<p class='note'>{e(SLA_NOTE)}</p>"]
     body += [f"<p class='note'>{e(DEFINITIONS)}</p>", "<h2>Per stage</h2>"]
     for m in metrics:
         body += [f"<h3>{e(m.pipeline)}</h3>", table(*stage_rows(m))]
