@@ -14,6 +14,9 @@ Capability = Literal["txt2img", "img2img", "upscale", "typography"]
 
 SIM_PREFIX = "sim:"
 LOCAL_PREFIX = "local:"
+HOSTED_PREFIXES = {"fal:": "fal", "replicate:": "replicate"}
+"""Model ids served by a hosting platform, resolved without a catalog entry: ``fal:<endpoint id>`` and
+``replicate:<owner>/<model>[:version]``. Their price comes from the user's ``[models."<id>"]`` entry."""
 
 
 class ModelEntry(BaseModel):
@@ -55,11 +58,41 @@ class ModelEntry(BaseModel):
     def can(self, capability: str) -> bool:
         return capability in self.capabilities
 
+    @property
+    def priced(self) -> bool:
+        return self.price_per_image is not None or self.price_per_megapixel is not None
+
     def price_for(self, width: int | None, height: int | None, num_images: int = 1) -> float:
         """The catalog price of one call producing ``num_images`` images of the given size."""
         if self.price_per_megapixel is not None and width and height:
             return round(self.price_per_megapixel * width * height / 1e6 * num_images, 6)
         return round((self.price_per_image or 0.0) * num_images, 6)
+
+
+def hosted_fields(model_id: str) -> dict[str, Any] | None:
+    """The catalog fields of a hosted model id (``fal:<endpoint>``, ``replicate:<owner>/<model>[:version]``), or
+    None for any other id. No price: that comes from the user's config (``Catalog.load`` overrides)."""
+    for prefix, provider in HOSTED_PREFIXES.items():
+        if model_id.startswith(prefix):
+            target = model_id[len(prefix) :]
+            owner, _, rest = target.partition("/")
+            if not owner or not rest or rest.startswith("/") or any(c.isspace() for c in target):
+                return None
+            return {
+                "provider": provider,
+                "vendor_model": target,
+                "capabilities": ("txt2img", "img2img"),
+                "latency_s": 10.0,
+                "fidelity": 50,
+            }
+    return None
+
+
+def missing_price(entry: ModelEntry) -> str | None:
+    """For a hosted model with no price: the config field to set (``models."fal:...".price_per_image``)."""
+    if entry.priced or hosted_fields(entry.id.removeprefix(SIM_PREFIX)) is None:
+        return None
+    return f'models."{entry.id.removeprefix(SIM_PREFIX)}".price_per_image'
 
 
 class UnknownModel(KeyError):
@@ -96,7 +129,7 @@ class Catalog:
     def load(cls, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Catalog:
         raw = {k: dict(v) for k, v in _builtin_raw().items()}
         for mid, fields in (overrides or {}).items():
-            base = raw.get(mid, {})
+            base = raw.get(mid) or hosted_fields(mid) or {}
             merged = {**base, **{k: v for k, v in fields.items() if v is not None}}
             raw[mid] = merged
         entries = {mid: ModelEntry(id=mid, **{k: v for k, v in f.items() if k != "id"}) for mid, f in raw.items()}
@@ -128,7 +161,10 @@ class Catalog:
             )
         key = self._alias.get(name.lower())
         if key is None:
-            raise UnknownModel(name, self.names())
+            fields = hosted_fields(name)
+            if fields is None:
+                raise UnknownModel(name, self.names())
+            return ModelEntry(id=name, **fields)
         return self.entries[key]
 
     def simulated(self, entry: ModelEntry) -> ModelEntry:
