@@ -33,12 +33,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import os
 import threading
 import time
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import httpx
 
@@ -127,7 +128,8 @@ class OpenAIImagesProvider(_http.KeyedProvider):
                     base_url=self._base_url(),
                     max_retries=0,  # one attempt per call: the runner owns retries
                     timeout=self.settings.timeout_s,
-                    http_client=_http.with_deadlines(http),
+                    # the SDK takes an httpx2 client or, as here, a legacy httpx one (checked with 3.57.0)
+                    http_client=cast(Any, _http.with_deadlines(http)),
                 )
                 self._client_key = tag
             return self._client
@@ -344,7 +346,8 @@ class _ErrorMap:
             raise Transient(f"openai: the request could not be completed ({type(inner).__name__})") from exc
         if isinstance(exc, httpx.HTTPError):
             raise _http.transport_error(exc, VENDOR, "the request") from exc
-        if isinstance(exc, json.JSONDecodeError | ValidationError | UnicodeDecodeError | openai.APIResponseValidationError):
+        unreadable = (json.JSONDecodeError, ValidationError, UnicodeDecodeError, openai.APIResponseValidationError)
+        if isinstance(exc, unreadable):
             raise Transient(
                 f"openai: the 200 answer could not be read ({type(exc).__name__}: "
                 f"{_http.redact(str(exc)[:200], (self.key,))}); the vendor may have billed it",
@@ -370,10 +373,8 @@ def _status_error(exc: Any, request: ImageRequest, key: str) -> ProviderError:
         retry_after = _http.parse_retry_after(headers.get("retry-after"))
         ms = headers.get("retry-after-ms")
         if ms:
-            try:
+            with contextlib.suppress(ValueError):
                 retry_after = max(0.0, float(ms) / 1000)
-            except ValueError:
-                pass
         return RateLimited(text, retry_after=retry_after, request_id=request_id)
     if code in FILTER_CODES or err.get("type") == "image_generation_user_error" and "safety" in message.lower():
         return ContentFiltered(f"{text} (refused by the safety system; not billed)", request_id=request_id)
@@ -385,8 +386,9 @@ def _status_error(exc: Any, request: ImageRequest, key: str) -> ProviderError:
     if status == 404:
         successor = _successor(request.model)
         if successor:
+            said = text.removeprefix("openai: ")
             return BadRequest(
-                f"openai: {request.model} ({request.vendor_model}) is retired and no longer served ({text.removeprefix('openai: ')}); "
+                f"openai: {request.model} ({request.vendor_model}) is retired and no longer served ({said}); "
                 f'use its successor {successor} (or set on_retired = "successor")',
                 request_id=request_id,
             )
