@@ -107,7 +107,9 @@ class FakeReplicate(HostedFake):
         try:
             if not isinstance(body, dict):
                 raise Invalid("the body must be an object")
-            allowed = {"input", "webhook", "webhook_events_filter", "stream"} | ({"version"} if model is None else set())
+            allowed = {"input", "webhook", "webhook_events_filter", "stream"}
+            if model is None:
+                allowed.add("version")
             extra = set(body) - allowed
             if extra:
                 raise Invalid(f"Additional property {sorted(extra)[0]} is not allowed", sorted(extra)[0])
