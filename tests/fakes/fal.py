@@ -118,7 +118,7 @@ class FakeFal(HostedFake):
         per_image, per_mp = PRICES[endpoint]
         self.bill(rec, (per_image or 0) * n + (per_mp or 0) * size[0] * size[1] / 1e6 * n)
         rid = secrets.token_hex(16)
-        w, h = self.scaled(size)
+        w, h = size if base is not None else self.scaled(size)  # image-to-image keeps the input's size
         self.jobs[rid] = {
             "rec": rec, "polls": 0, "done": False, "app": app_of(endpoint),
             "urls": self.make_outputs(rec, fault, rec.json["prompt"], (w, h), n, base),

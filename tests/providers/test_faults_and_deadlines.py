@@ -113,8 +113,12 @@ def _vendor(name: str, server: FakeVendor, monkeypatch: pytest.MonkeyPatch) -> V
             server,
             REPLICATE_KEY,
             ReplicateProvider,
-            ImageRequest(model="replicate:black-forest-labs/flux-schnell", vendor_model="black-forest-labs/flux-schnell",
-                         prompt=PROMPT, options={"poll_interval_s": 0.02}),
+            ImageRequest(
+                model="replicate:black-forest-labs/flux-schnell",
+                vendor_model="black-forest-labs/flux-schnell",
+                prompt=PROMPT,
+                options={"poll_interval_s": 0.02},
+            ),
             "/predictions",
         )
     monkeypatch.setenv("GEMINI_API_KEY", GEMINI_KEY)
