@@ -137,6 +137,30 @@ def test_openai_generate_and_edit_send_what_the_api_takes(
     )
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [(b"<html>502 Bad Gateway</html>", "text/html"), (b'{"created": 1, "data": []}', "application/json")],
+)
+def test_openai_200_without_an_image_may_have_been_billed(
+    body: bytes, content_type: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    sent: list[httpx.Request] = []
+
+    def answer(req: httpx.Request) -> httpx.Response:
+        sent.append(req)
+        return httpx.Response(200, content=body, headers={"content-type": content_type})
+
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    provider = OpenAIImagesProvider(ProviderSettings(base_url="http://openai.test/v1", http_client=client))
+    with pytest.raises(Transient) as info:
+        provider.generate(ImageRequest(model="gpt-image-2", vendor_model="gpt-image-2", prompt=PROMPT))
+    assert info.value.maybe_billed and not info.value.billed and len(sent) == 1  # one attempt: no SDK retry
+    assert sent[0].headers["authorization"] == f"Bearer {OPENAI_KEY}" and OPENAI_KEY not in str(info.value)
+
+
 # -- fal and Replicate on the wire -------------------------------------------------------------------
 
 

@@ -218,6 +218,12 @@ class OpenAIImagesProvider(_http.KeyedProvider):
         endpoint: str,
         request_id: str | None,
     ) -> ImageResult:
+        if not hasattr(answer, "data"):  # the SDK hands back text for a 200 that is not JSON (a proxy's page)
+            raise Transient(
+                f"openai: the 200 answer was not JSON ({len(str(answer))} characters); the vendor may have billed it",
+                maybe_billed=True,
+                request_id=request_id,
+            )
         images: list[GeneratedImage] = []
         revised: list[str] = []
         for item in answer.data or []:
