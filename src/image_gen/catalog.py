@@ -31,6 +31,11 @@ class SizePrice(BaseModel):
     usd: float = Field(ge=0, description="USD per output image of this size")
 
 
+HOSTED_PREFIXES = {"fal:": "fal", "replicate:": "replicate"}
+"""Model ids served by a hosting platform, resolved without a catalog entry: ``fal:<endpoint id>`` and
+``replicate:<owner>/<model>[:version]``. Their price comes from the user's ``[models."<id>"]`` entry."""
+
+
 class ModelEntry(BaseModel):
     """One catalog entry."""
 
@@ -84,6 +89,10 @@ class ModelEntry(BaseModel):
                 return size
         return max(self.size_prices, key=lambda s: s.megapixels)
 
+    @property
+    def priced(self) -> bool:
+        return self.price_per_image is not None or self.price_per_megapixel is not None or bool(self.size_prices)
+
     def price_for(self, width: int | None, height: int | None, num_images: int = 1) -> float:
         """The catalog price of one call producing ``num_images`` images of the given size."""
         size = self.size_for(width, height)
@@ -92,6 +101,32 @@ class ModelEntry(BaseModel):
         if self.price_per_megapixel is not None and width and height:
             return round(self.price_per_megapixel * width * height / 1e6 * num_images, 6)
         return round((self.price_per_image or 0.0) * num_images, 6)
+
+
+def hosted_fields(model_id: str) -> dict[str, Any] | None:
+    """The catalog fields of a hosted model id (``fal:<endpoint>``, ``replicate:<owner>/<model>[:version]``), or
+    None for any other id. No price: that comes from the user's config (``Catalog.load`` overrides)."""
+    for prefix, provider in HOSTED_PREFIXES.items():
+        if model_id.startswith(prefix):
+            target = model_id[len(prefix) :]
+            owner, _, rest = target.partition("/")
+            if not owner or not rest or rest.startswith("/") or any(c.isspace() for c in target):
+                return None
+            return {
+                "provider": provider,
+                "vendor_model": target,
+                "capabilities": ("txt2img", "img2img"),
+                "latency_s": 10.0,
+                "fidelity": 50,
+            }
+    return None
+
+
+def missing_price(entry: ModelEntry) -> str | None:
+    """For a hosted model with no price: the config field to set (``models."fal:...".price_per_image``)."""
+    if entry.priced or hosted_fields(entry.id.removeprefix(SIM_PREFIX)) is None:
+        return None
+    return f'models."{entry.id.removeprefix(SIM_PREFIX)}".price_per_image'
 
 
 class UnknownModel(KeyError):
@@ -128,7 +163,7 @@ class Catalog:
     def load(cls, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Catalog:
         raw = {k: dict(v) for k, v in _builtin_raw().items()}
         for mid, fields in (overrides or {}).items():
-            base = raw.get(mid, {})
+            base = raw.get(mid) or hosted_fields(mid) or {}
             given = {k: v for k, v in fields.items() if v is not None}
             merged = {**base, **given}
             if ("price_per_image" in given or "price_per_megapixel" in given) and "size_prices" not in given:
@@ -163,7 +198,10 @@ class Catalog:
             )
         key = self._alias.get(name.lower())
         if key is None:
-            raise UnknownModel(name, self.names())
+            fields = hosted_fields(name)
+            if fields is None:
+                raise UnknownModel(name, self.names())
+            return ModelEntry(id=name, **fields)
         return self.entries[key]
 
     def simulated(self, entry: ModelEntry) -> ModelEntry:

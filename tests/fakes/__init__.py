@@ -1,5 +1,5 @@
-"""Loopback fakes of the vendors' image APIs (Ideogram, Google Gemini API, Stability AI, Black Forest Labs) for the
-tests.
+"""Loopback fakes of the vendors' image APIs (Ideogram, Google Gemini API, Stability AI, Black Forest Labs, OpenAI
+Images, fal's queue, Replicate's predictions) for the tests.
 
 Each fake runs a real HTTP server on 127.0.0.1 (uvicorn, a free port), speaks the vendor's documented wire
 format strictly, returns real PNGs drawn with Pillow, logs what it received and what it answered
@@ -10,15 +10,21 @@ Use them as context managers or through the fixtures in ``tests.fakes.fixtures``
 
 from tests.fakes._server import FAULTS, FaultPlan, LoopbackServer, Received, oversize_png, render_png
 from tests.fakes.bfl import FakeBFL
+from tests.fakes.fal import FakeFal
 from tests.fakes.google import FakeGoogle
 from tests.fakes.ideogram import FakeIdeogram
+from tests.fakes.openai import FakeOpenAI
+from tests.fakes.replicate import FakeReplicate
 from tests.fakes.stability import FakeStability
 
 __all__ = [
     "FAULTS",
     "FakeBFL",
+    "FakeFal",
     "FakeGoogle",
     "FakeIdeogram",
+    "FakeOpenAI",
+    "FakeReplicate",
     "FakeStability",
     "FaultPlan",
     "LoopbackServer",

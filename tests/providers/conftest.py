@@ -8,3 +8,4 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from tests.fakes.fixtures import *  # noqa: E402,F403
+from tests.fakes.host_fixtures import *  # noqa: E402,F403

@@ -22,12 +22,16 @@ from image_gen.providers.base import (
     Transient,
 )
 from image_gen.providers.bfl import BflProvider
+from image_gen.providers.fal import FalProvider
 from image_gen.providers.google import GoogleProvider
 from image_gen.providers.ideogram import IdeogramProvider
+from image_gen.providers.openai_images import OpenAIImagesProvider
+from image_gen.providers.replicate import ReplicateProvider
 from image_gen.providers.stability import StabilityProvider
 from tests.fakes import FakeBFL, FakeGoogle, FakeIdeogram, FakeStability
 from tests.fakes._vendor import FakeVendor
 from tests.fakes.fixtures import BFL_KEY, GEMINI_KEY, IDEOGRAM_KEY, STABILITY_KEY
+from tests.fakes.host_fixtures import FAL_KEY, OPENAI_KEY, REPLICATE_KEY
 
 PROMPT = 'Studio photo of a bottle, label reads "AQUA PURE"'
 TIMEOUT_S = 0.5
@@ -43,17 +47,22 @@ class Vendor:
     make: Callable[..., Any]
     request: ImageRequest
     generation_path: str
+    base_path: str = ""
 
     def provider(self, **settings: Any) -> Any:
         settings.setdefault("timeout_s", TIMEOUT_S)
-        settings.setdefault("base_url", self.server.url)
+        settings.setdefault("base_url", self.server.url + self.base_path)
         provider = self.make(ProviderSettings(**settings))
-        if isinstance(provider, GoogleProvider):
+        if isinstance(provider, GoogleProvider | OpenAIImagesProvider):
             provider._sdk(self.key)  # built once per provider (about 0.5 s), before any call's deadline starts
         return provider
 
     def generations(self) -> list[Any]:
-        return [r for r in self.server.request_log if r.method == "POST" and self.generation_path in r.path]
+        return [
+            r
+            for r in self.server.request_log
+            if r.method == "POST" and self.generation_path in r.path and not r.path.endswith("/cancel")
+        ]
 
 
 def _vendor(name: str, server: FakeVendor, monkeypatch: pytest.MonkeyPatch) -> Vendor:
@@ -89,6 +98,43 @@ def _vendor(name: str, server: FakeVendor, monkeypatch: pytest.MonkeyPatch) -> V
             ImageRequest(model="flux-2-pro", vendor_model="flux-2-pro", prompt=PROMPT),
             "/v1/flux-2-pro",
         )
+    if name == "openai":
+        monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+        return Vendor(
+            name,
+            server,
+            OPENAI_KEY,
+            OpenAIImagesProvider,
+            ImageRequest(model="gpt-image-2", vendor_model="gpt-image-2", prompt=PROMPT, options={"quality": "low"}),
+            "/images/generations",
+            "/v1",
+        )
+    if name == "fal":
+        monkeypatch.setenv("FAL_KEY", FAL_KEY)
+        return Vendor(
+            name,
+            server,
+            FAL_KEY,
+            FalProvider,
+            ImageRequest(model="fal:fal-ai/flux/dev", vendor_model="fal-ai/flux/dev", prompt=PROMPT,
+                         options={"poll_interval_s": 0.02}),
+            "/fal-ai/flux/dev",
+        )
+    if name == "replicate":
+        monkeypatch.setenv("REPLICATE_API_TOKEN", REPLICATE_KEY)
+        return Vendor(
+            name,
+            server,
+            REPLICATE_KEY,
+            ReplicateProvider,
+            ImageRequest(
+                model="replicate:black-forest-labs/flux-schnell",
+                vendor_model="black-forest-labs/flux-schnell",
+                prompt=PROMPT,
+                options={"poll_interval_s": 0.02},
+            ),
+            "/predictions",
+        )
     monkeypatch.setenv("GEMINI_API_KEY", GEMINI_KEY)
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
     return Vendor(
@@ -104,7 +150,7 @@ def _vendor(name: str, server: FakeVendor, monkeypatch: pytest.MonkeyPatch) -> V
 _WARM: set[int] = set()
 
 
-@pytest.fixture(params=["ideogram", "stability", "google", "bfl"])
+@pytest.fixture(params=["ideogram", "stability", "google", "bfl", "openai", "fal", "replicate"])
 def vendor(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Vendor:
     server = request.getfixturevalue(f"fake_{request.param}")
     v = _vendor(request.param, server, monkeypatch)
@@ -205,13 +251,33 @@ BFL_ONLY = {
     # Content Moderated: not charged, says BFL.
     "filter": (ContentFiltered, False, False, False),
 }
-ONLY = {"ideogram": IDEOGRAM_ONLY, "bfl": BFL_ONLY}
+
+OWN: dict[str, dict[str, tuple[type[ProviderError], bool, bool, bool]]] = {
+    "ideogram": IDEOGRAM_ONLY,
+    "bfl": BFL_ONLY,
+    # OpenAI's safety system refuses the request (400 moderation_blocked) before any image is made: free.
+    "openai": {"filter": (ContentFiltered, False, False, False)},
+    # A Replicate prediction that fails its safety check ran (compute is billed): the client cannot tell.
+    "replicate": {"filter": (ContentFiltered, False, True, True)},
+}
+HOSTED_ONLY = {
+    # The generation ran; the output link was gone when fetched at once (hosts delete outputs within the hour).
+    "expired_url": (Transient, False, True, True),
+}
 
 
 @pytest.mark.parametrize("fault", list(COMMON))
 def test_each_fault_maps_to_its_error_and_cost(vendor: Vendor, fault: str) -> None:
-    table = {**COMMON, **ONLY.get(vendor.name, {})}
+    table = {**COMMON, **OWN.get(vendor.name, {})}
     _check_fault(vendor, fault, table[fault])
+
+
+@pytest.mark.parametrize("name", ["fal", "replicate"])
+def test_hosted_expired_output_url_is_maybe_billed(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    server = request.getfixturevalue(f"fake_{name}")
+    _check_fault(_vendor(name, server, monkeypatch), "expired_url", HOSTED_ONLY["expired_url"])
 
 
 @pytest.mark.parametrize("fault", ["expired_url", "429_inflight"])
@@ -293,7 +359,7 @@ def test_an_image_over_a_lowered_pixel_limit_is_maybe_billed(
     from image_gen.imaging import images
 
     monkeypatch.setattr(images, "MAX_PIXELS", 32 * 32)
-    _, err = _call(vendor.provider(), vendor.request)
+    _, err = _call(vendor.provider(timeout_s=5), vendor.request)  # no deadline test: room for a loaded machine
     assert isinstance(err, Transient) and "over the limit" in str(err)
     if vendor.name in ("ideogram", "bfl"):
         assert err.billed  # a result URL whose image we cannot take: paid, not generated again

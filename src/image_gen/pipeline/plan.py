@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from image_gen.catalog import CLASS_PREFIX, LOCAL_PREFIX, Catalog, ModelEntry
+from image_gen.catalog import CLASS_PREFIX, LOCAL_PREFIX, Catalog, ModelEntry, missing_price
 from image_gen.config import LARGEST, Config, StageSettings
 from image_gen.errors import InputError, WorkFailed
 from image_gen.providers.base import NotConfigured, Provider, ProviderError
@@ -98,6 +98,8 @@ class Planner:
         """``entry`` served by ``provider`` (default: the catalog's): a catalog model sent to the local engine
         carries its weights as its vendor model; under ``--simulate`` every model runs on its simulated twin."""
         provider = provider or entry.provider
+        if (field_path := missing_price(entry)) is not None:  # a hosted model (fal:, replicate:) has no catalog price
+            raise InputError(f"{entry.id} has no price: set price_per_image or price_per_megapixel", field=field_path)
         if provider == "local" and not entry.id.startswith(LOCAL_PREFIX) and entry.provider != "local":
             target = self.config.providers.get("local")
             models = (target.options.get("models", {}) if target else {}) or {}

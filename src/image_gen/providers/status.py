@@ -12,12 +12,18 @@ KEY_VARS: dict[str, tuple[str, ...]] = {
     "google": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
     "stability": ("STABILITY_API_KEY",),
     "bfl": ("BFL_API_KEY",),
+    "openai": ("OPENAI_API_KEY",),
+    "fal": ("FAL_KEY",),
+    "replicate": ("REPLICATE_API_TOKEN",),
 }
 BASE_URL_VARS: dict[str, str] = {
     "ideogram": "IDEOGRAM_BASE_URL",
     "google": "GOOGLE_GEMINI_BASE_URL",
     "stability": "STABILITY_BASE_URL",
     "bfl": "BFL_BASE_URL",
+    "openai": "OPENAI_BASE_URL",
+    "fal": "FAL_QUEUE_BASE_URL",
+    "replicate": "REPLICATE_BASE_URL",
 }
 
 
