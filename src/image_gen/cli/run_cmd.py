@@ -63,7 +63,7 @@ def run_briefs(cfg: Any, source: str | None, briefs: list, *, simulate: bool | N
     from image_gen.cli._common import workspace_of
     from image_gen.cli._render import progress_events
 
-    ws = workspace_of(workspace, registry_url, cfg.registry_url)
+    ws = workspace_of(workspace, registry_url, cfg.registry_url, cfg_artifacts_url=cfg.artifacts_url)
     runner = make_runner(cfg, workspace=ws, simulate=simulate or None, config_source=source)
     if estimate:
         from image_gen.pipeline.estimate import estimate_runner

@@ -191,12 +191,15 @@ class CallMaker:
 
 
 def record_artifact(registry: Registry, artifacts: ArtifactStore, root: Any, sha: str, image: Any,
-                    simulated: bool) -> None:
-    """The artifact's row (first writer wins). ``image`` is a PIL image or a ``GeneratedImage``."""
+                    simulated: bool, size_bytes: int | None = None) -> None:
+    """The artifact's row (first writer wins). ``image`` is a PIL image or a ``GeneratedImage``; ``path`` records
+    the store's location of it (relative to the workspace for its own folder, else the object's URL, credentials
+    masked). ``root`` is unused (the store knows where it is)."""
     if registry.artifact(sha) is not None:
         return
     pil = image.to_pil() if isinstance(image, GeneratedImage) else image
-    path = artifacts.path_for(sha)
-    registry.add_artifact(Artifact(sha256=sha, path=str(path.relative_to(root)), width=pil.width,
-                                   height=pil.height, format=(pil.format or "PNG"), size_bytes=path.stat().st_size,
+    if size_bytes is None:
+        size_bytes = len(image.data) if isinstance(image, GeneratedImage) else artifacts.size(sha)
+    registry.add_artifact(Artifact(sha256=sha, path=artifacts.location(sha), width=pil.width,
+                                   height=pil.height, format=(pil.format or "PNG"), size_bytes=size_bytes,
                                    simulated=simulated))

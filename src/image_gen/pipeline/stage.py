@@ -171,7 +171,7 @@ class StageExecutor:
 
         # 3. cache
         hit = reg.cache_get(key)
-        if hit is not None and all(self.workspace.artifacts().path_for(a).exists() for a in hit.artifacts):
+        if hit is not None and all(self.workspace.artifacts().exists(a) for a in hit.artifacts):
             produced = {k: hit.result.get(k) for k in ("cost_usd", "latency_s", "calls", "rerolls")}
             why = f"{note}; taken from the cache at no cost" if note else None
             reg.update(StageRun, row.id, status="done", cache_hit=True, artifact_sha=hit.artifacts[0],
@@ -422,8 +422,8 @@ class StageExecutor:
             "size_fixes": ctx.size_fixes if final else [], "upscale": p["upscale"], "adapters": p["adapters"],
         }
         store = self.workspace.artifacts()
-        sha, _, _ = store.put_image(image, meta)
-        record_artifact(self.registry, store, self.workspace.root, sha, image, self.simulate)
+        sha, _, data = store.put_image(image, meta)
+        record_artifact(self.registry, store, self.workspace.root, sha, image, self.simulate, len(data))
         return sha
 
 
