@@ -6,6 +6,7 @@ a deployment would; the user's own AWS files are never read."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Iterator
@@ -52,11 +53,13 @@ def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     return s3_server
 
 
-def s3fs_client() -> Any:
-    """A fresh s3fs client (no cached listings) reading the same server, for assertions."""
+@functools.lru_cache(maxsize=4)
+def s3fs_client(**options: Any) -> Any:
+    """An s3fs client of the tests' own (never the store's instance; no cached listings, so every listing and read
+    goes to the server), made once: making one loads botocore's S3 model, which takes a second or more."""
     import s3fs
 
-    return s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
+    return s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False, **options)
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ def test_s3_concurrent_puts_of_the_same_content_leave_one_object(bucket: str) ->
     errors: list[BaseException] = []
 
     def put(payload: bytes) -> None:
-        store = ArtifactStore(url)  # a worker of its own
+        store = ArtifactStore(url)
         barrier.wait()
         try:
             results.append(store.put_bytes(payload))
