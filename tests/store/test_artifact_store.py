@@ -147,3 +147,26 @@ def test_credentials_are_masked_or_stripped() -> None:
     assert redact_artifacts_url(url) == "s3://AKIAXX:***@bucket/prefix"
     assert strip_credentials(url) == "s3://bucket/prefix"
     assert redact_artifacts_url("s3://bucket/a@b") == "s3://bucket/a@b"  # an '@' in a key is not a password
+
+
+def _child_put(store: ArtifactStore, data: bytes) -> None:
+    sha, _ = store.put_bytes(data)
+    assert store.read_bytes(sha) == data
+
+
+@pytest.mark.slow
+def test_an_s3_store_crosses_to_another_process(bucket: str) -> None:
+    """A worker process, forked after the store was used (s3fs's client is not fork-safe: the store makes a new one)
+    or handed the store pickled, writes to the same bucket."""
+    import multiprocessing
+    import pickle
+
+    store = ArtifactStore(f"s3://{bucket}/p")
+    store.put_bytes(_png(8))  # the parent's client is live when the child is forked
+    child = multiprocessing.get_context("fork").Process(target=_child_put, args=(store, _png(9)))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    clone = pickle.loads(pickle.dumps(store))
+    sha9 = hashlib.sha256(_png(9)).hexdigest()
+    assert clone.read_bytes(sha9) == _png(9) and clone.url == store.url

@@ -242,7 +242,9 @@ class ArtifactStore:
         self.fallback = fallback
         self.relative_to = relative_to
         self._cache_dir = cache_dir
-        self._fs: Any = None
+        self._fs_obj: Any = None
+        self._fs_args: tuple[str, dict[str, Any]] = ("", {})
+        self._pid = os.getpid()
         self._base = ""
         if scheme is None or scheme == "file":
             if scheme == "file":
@@ -272,13 +274,30 @@ class ArtifactStore:
         import fsspec
 
         try:
-            self._fs, path = fsspec.core.url_to_fs(clean, **opts)
+            self._fs_obj, path = fsspec.core.url_to_fs(clean, **opts)
         except ImportError as exc:
             extra = " (pip install 'image-gen[s3]')" if scheme in _S3_SCHEMES else ""
             raise InputError(f"cannot open {self.url}: {exc}{extra}", field=where) from None
         except Exception as exc:
             raise InputError(f"cannot open {self.url}: {type(exc).__name__}: {exc}", field=where) from None
         self._base = str(path).rstrip("/")
+        self._fs_args = (clean, opts)
+
+    @property
+    def _fs(self) -> Any:
+        """The fsspec filesystem; made again in a forked child (an async client cannot cross a fork)."""
+        if self._pid != os.getpid():
+            import fsspec
+
+            clean, opts = self._fs_args
+            self._fs_obj = fsspec.core.url_to_fs(clean, skip_instance_cache=True, **opts)[0]
+            self._pid = os.getpid()
+        return self._fs_obj
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_fs_obj"], state["_pid"] = None, -1  # made again where it is unpickled (a process or Ray worker)
+        return state
 
     # -- where ----------------------------------------------------------------------------------------------------
     @property
