@@ -16,7 +16,7 @@ KEY_VARS = ("IDEOGRAM_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "STABILITY_A
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in (*KEY_VARS, "IMAGE_GEN_SIMULATE", "IMAGE_GEN_REGISTRY_URL"):
+    for var in (*KEY_VARS, "IMAGE_GEN_SIMULATE", "IMAGE_GEN_REGISTRY_URL", "IMAGE_GEN_ARTIFACTS_URL"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("IMAGE_GEN_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("IMAGE_GEN_KEYS_FILE", str(tmp_path / "no-keys.toml"))  # never the user's keys file

@@ -87,8 +87,9 @@ class GenerateResult:
 
     @property
     def path(self) -> Path | None:
+        """A local file of the final image: the stored file, or a cached copy of an object store's artifact."""
         sha = self.record.final_artifact
-        return self.workspace.artifacts().path_for(sha) if sha else None
+        return self.workspace.artifacts().local_path(sha) if sha else None
 
     @property
     def run_id(self) -> str:
@@ -97,8 +98,8 @@ class GenerateResult:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the final image (with its generation parameters embedded) to ``path``; a simulated one with a
         visible "SIMULATED" corner mark."""
-        src = self.path
-        if src is None:
+        sha = self.record.final_artifact
+        if sha is None:
             raise WorkFailed(f"run {self.record.run_id} produced no image: {self.record.reason}")
         from image_gen.imaging.marks import mark_simulated, mark_simulated_png
 
@@ -106,7 +107,8 @@ class GenerateResult:
         dest.parent.mkdir(parents=True, exist_ok=True)
         sim = self.record.simulated  # a simulated render carries a visible mark wherever it is saved
         if dest.suffix.lower() in ("", ".png"):
-            dest.write_bytes(mark_simulated_png(src.read_bytes()) if sim else src.read_bytes())
+            data = self.workspace.artifacts().read_bytes(sha)
+            dest.write_bytes(mark_simulated_png(data) if sim else data)
         else:
             image = self.image
             (mark_simulated(image) if sim else image).save(dest)
@@ -125,18 +127,21 @@ WorkspaceArg = str | os.PathLike[str] | Workspace | None
 
 
 def open_workspace(workspace: WorkspaceArg = None, registry_url: str | None = None, *, cfg: Config | None = None,
-                   config_source: str | None = None) -> Workspace:
-    """The workspace and its registry choice (``--registry-url``, env, the config's, the workspace's settings)."""
+                   config_source: str | None = None, artifacts_url: str | None = None) -> Workspace:
+    """The workspace with its registry and artifact store chosen (``--registry-url``/``--artifacts-url`` or the
+    arguments, the environment, the config's, the workspace's settings). A Workspace is returned as it is."""
     if isinstance(workspace, Workspace):
         return workspace
     return Workspace.resolve(workspace, registry_url, config_url=cfg.registry_url if cfg else None,
-                             config_file=config_source)
+                             config_file=config_source, artifacts_url=artifacts_url,
+                             config_artifacts_url=cfg.artifacts_url if cfg else None)
 
 
 def make_runner(cfg: Config, *, workspace: WorkspaceArg = None,
                 simulate: bool | None = None, config_source: str | None = None,
-                events: Events | None = None, registry_url: str | None = None) -> Runner:
-    ws = open_workspace(workspace, registry_url, cfg=cfg, config_source=config_source)
+                events: Events | None = None, registry_url: str | None = None,
+                artifacts_url: str | None = None) -> Runner:
+    ws = open_workspace(workspace, registry_url, cfg=cfg, config_source=config_source, artifacts_url=artifacts_url)
     sim = simulate if simulate is not None else _env_simulate()
     return Runner(ws, cfg, simulate=sim, config_source=config_source, events=events)
 
@@ -237,12 +242,17 @@ def cancel(run_id: str, note: str | None = None, *, workspace: WorkspaceArg = No
 
 
 def runner_for_run(run_id: str, *, workspace: WorkspaceArg = None, events: Events | None = None,
-                   registry_url: str | None = None) -> Runner:
-    """A runner rebuilt from the config snapshot recorded with the run (no config file needed)."""
-    ws = open_workspace(workspace, registry_url)
+                   registry_url: str | None = None, artifacts_url: str | None = None) -> Runner:
+    """A runner rebuilt from the config snapshot recorded with the run (no config file needed). Its artifacts
+    go where the workspace says (flag, environment, settings file), else where the run recorded them (when that
+    URL holds no masked credential)."""
+    ws = open_workspace(workspace, registry_url, artifacts_url=artifacts_url)
     run = ws.existing_registry().find_run(run_id)
     snapshot = dict(run.config)
     snapshot.pop("registry_url", None)  # recorded redacted; the workspace already chose the registry
+    recorded = snapshot.get("artifacts_url")
+    if recorded and "***" not in recorded:
+        ws.adopt_artifacts_url(recorded, f"run {run.id}: artifacts_url")
     simulate = bool(snapshot.get("simulate"))
     cfg = load_config(snapshot)
     return Runner(ws, cfg, simulate=simulate, config_source=run.config_source, events=events)

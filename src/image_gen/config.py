@@ -302,8 +302,18 @@ class Config(_Strict):
         default="fail", description="A retired model: fail naming the successor, or run the successor"
     )
     registry_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in the workspace")
+    artifacts_url: str | None = Field(
+        default=None, description="Where artifacts are stored: file:///path, s3://bucket/prefix, memory://name or any "
+        "installed fsspec protocol; default the workspace's .image-gen/artifacts folder")
     concurrency: int = Field(default=1, ge=1, le=64, description="Briefs run at once (threads)")
     name: str | None = Field(default=None, description="Pipeline name shown in reports")
+
+    @field_validator("artifacts_url")
+    @classmethod
+    def _artifacts_url(cls, v: str | None) -> str | None:
+        from image_gen.store.artifacts import check_artifacts_url
+
+        return check_artifacts_url(v) if v is not None else None
 
     @model_validator(mode="after")
     def _stages(self) -> Config:
@@ -437,6 +447,10 @@ def _format_errors(exc: ValidationError, flat: str | None = None) -> list[tuple[
         inp = err.get("input")
         if err["type"] not in ("extra_forbidden", "missing") and not isinstance(inp, dict | list):
             shown = repr(inp)
+            if loc == "artifacts_url" and isinstance(inp, str):  # never echo an object store's password
+                from image_gen.store.artifacts import redact_artifacts_url
+
+                shown = repr(redact_artifacts_url(inp))
             msg += f" (got {shown if len(shown) <= 80 else shown[:77] + '...'})"
         parts.append((loc, msg))
     return parts

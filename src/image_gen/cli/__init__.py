@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # options of the group itself, accepted before the command name as well as after it
 _GLOBAL_FLAGS = ("--json",)
-_GLOBAL_VALUED = ("--workspace", "--registry-url")
+_GLOBAL_VALUED = ("--workspace", "--registry-url", "--artifacts-url")
 
 
 def _first_command_index(args: list[str]) -> int:
@@ -86,7 +86,8 @@ class ImageGenGroup(click.Group):
 def cli(**_globals: Any) -> None:
     """image-gen: staged, QA-checked, budgeted image generation with an experiment registry.
 
-    --workspace, --registry-url and --json are accepted by every command, before or after its name.
+    --workspace, --registry-url, --artifacts-url and --json are accepted by every command, before or after its
+    name.
     Exit codes: 0 ok, 1 failed work, 2 bad input, 130 interrupted (Ctrl-C; finish with `image-gen resume RUN`).
     """
 

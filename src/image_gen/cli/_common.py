@@ -1,7 +1,8 @@
 """Shared CLI plumbing: error-to-exit-code mapping, JSON output, the global options.
 
-The global options (``--workspace DIR``, ``--registry-url URL``, ``--json``) are accepted by the ``image-gen``
-group and by every command, before or after the command name; a value given after the command wins.
+The global options (``--workspace DIR``, ``--registry-url URL``, ``--artifacts-url URL``, ``--json``) are accepted
+by the ``image-gen`` group and by every command, before or after the command name; a value given after the command
+wins.
 With ``--json`` an error is a JSON object on stderr: ``{"error": {"kind", "message", "file", "field"}}``.
 """
 
@@ -139,6 +140,16 @@ def _registry_url_opt(callback: Callable[..., Any]) -> Callable[..., Any]:
     )
 
 
+def _artifacts_url_opt(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """``--artifacts-url``: kept with the globals (commands read it through :func:`workspace_of`), so no command's
+    signature changes."""
+    return click.option(
+        "--artifacts-url", default=None, callback=callback, expose_value=False, metavar="URL",
+        help="Where artifacts are stored: file:///path, s3://bucket/prefix (credentials from the AWS variables), "
+             "memory:// (default: $IMAGE_GEN_ARTIFACTS_URL, the config's artifacts_url, else the workspace).",
+    )
+
+
 def _json_opt(callback: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, default=False, callback=callback,
                         help="Print one JSON object on stdout (errors: a JSON object on stderr).")
@@ -146,7 +157,7 @@ def _json_opt(callback: Callable[..., Any]) -> Callable[..., Any]:
 
 def group_global_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The global options on the ``image-gen`` group (before the command name)."""
-    for opt in (_json_opt, _registry_url_opt, _workspace_opt):
+    for opt in (_json_opt, _artifacts_url_opt, _registry_url_opt, _workspace_opt):
         f = opt(_to_root)(f)
     return f
 
@@ -156,26 +167,32 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def workspace_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    """``--workspace`` and ``--registry-url`` (passed to the command as ``workspace`` and ``registry_url``)."""
-    return _workspace_opt(_from_root)(_registry_url_opt(_from_root)(f))
+    """``--workspace`` and ``--registry-url`` (passed to the command as ``workspace`` and ``registry_url``), and
+    ``--artifacts-url`` (kept with the globals, read by :func:`workspace_of`)."""
+    return _workspace_opt(_from_root)(_registry_url_opt(_from_root)(_artifacts_url_opt(_to_root)(f)))
 
 
 def ignored_workspace_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """For commands that read no workspace: accept ``--workspace`` and ``--registry-url`` all the same."""
     f = click.option("--workspace", type=click.Path(file_okay=False), default=None, expose_value=False,
                      help="Accepted by every command; not used by this one.")(f)
+    f = click.option("--artifacts-url", default=None, expose_value=False, metavar="URL",
+                     help="Accepted by every command; not used by this one.")(f)
     return click.option("--registry-url", default=None, expose_value=False, metavar="URL",
                         help="Accepted by every command; not used by this one.")(f)
 
 
-def workspace_of(workspace: str | None, registry_url: str | None, cfg_registry_url: str | None = None) -> Workspace:
-    """The workspace a command works in. A ``--workspace`` that names no folder is bad input."""
+def workspace_of(workspace: str | None, registry_url: str | None, cfg_registry_url: str | None = None, *,
+                 cfg_artifacts_url: str | None = None) -> Workspace:
+    """The workspace a command works in (``--artifacts-url`` read from the globals). A ``--workspace`` that names
+    no folder, or an unusable artifacts URL, is bad input."""
     from image_gen.errors import InputError
     from image_gen.workspace import Workspace
 
     if workspace is not None and Path(workspace).exists() and not Path(workspace).is_dir():
         raise InputError("not a folder", file=workspace, field="--workspace")
-    return Workspace.resolve(workspace, registry_url, config_url=cfg_registry_url)
+    return Workspace.resolve(workspace, registry_url, config_url=cfg_registry_url,
+                             artifacts_url=root_globals().get("artifacts_url"), config_artifacts_url=cfg_artifacts_url)
 
 
 def existing_workspace(workspace: str | None, registry_url: str | None) -> Workspace:

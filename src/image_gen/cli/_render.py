@@ -169,10 +169,9 @@ def export(outcomes: list[RunOutcome], out_dir: Path, workspace: Workspace) -> l
                 extra = f"-{k + 1}" if len(shas) > 1 else ""
                 name = f"{o.run_id}-{i}-{s.name}-{slug(s.model, 30)}-{slug(o.prompt, 30)}{extra}{tag}.png"
                 dest = out_dir / name
-                if o.simulated:  # exported simulator renders carry a visible mark; the stored artifact does not
-                    dest.write_bytes(mark_simulated_png(store.path_for(sha).read_bytes()))
-                else:
-                    shutil.copyfile(store.path_for(sha), dest)
+                data = store.read_bytes(sha)  # by hash, from wherever the store keeps it
+                # exported simulator renders carry a visible mark; the stored artifact does not
+                dest.write_bytes(mark_simulated_png(data) if o.simulated else data)
                 written.append(dest)
     return written
 

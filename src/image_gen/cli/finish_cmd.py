@@ -67,7 +67,7 @@ def finish(image: str, config_path: str, prompt: str | None, simulate: bool, out
     _check_out(out)
     img = _open_image(image, "IMAGE")
     cfg = api.load_config(config_path)
-    ws = workspace_of(workspace, registry_url, cfg.registry_url)
+    ws = workspace_of(workspace, registry_url, cfg.registry_url, cfg_artifacts_url=cfg.artifacts_url)
     if estimate:
         from image_gen.pipeline.estimate import estimate_runner
 

@@ -67,7 +67,7 @@ def run_briefs(cfg: Any, source: str | None, briefs: list, *, simulate: bool | N
 
     if sla is not None:  # --sla overrides the config's pipeline.sla_s (and is recorded with the run's config)
         cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"sla_s": sla})})
-    ws = workspace_of(workspace, registry_url, cfg.registry_url)
+    ws = workspace_of(workspace, registry_url, cfg.registry_url, cfg_artifacts_url=cfg.artifacts_url)
     runner = make_runner(cfg, workspace=ws, simulate=simulate or None, config_source=source)
     if estimate:
         from image_gen.pipeline.estimate import estimate_runner

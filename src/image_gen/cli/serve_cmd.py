@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from image_gen.cli._common import workspace_option
+from image_gen.cli._common import workspace_of, workspace_option
 
 TOKEN_ENV = "IMAGE_GEN_SERVE_TOKEN"
 USER_ENV = "IMAGE_GEN_SERVE_USER"
@@ -72,7 +72,7 @@ def serve(host: str, port: int, workspace: str | None, registry_url: str | None,
 
     from image_gen.web.app import create_app
 
-    app = create_app(workspace, registry_url=registry_url, token=token,
+    app = create_app(workspace_of(workspace, registry_url), token=token,
                      user=user or token_user or os.environ.get(USER_ENV), require_read_auth=not loopback)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/"

@@ -192,9 +192,11 @@ class CallMaker:
 
 
 def record_artifact(registry: Registry, artifacts: ArtifactStore, root: Any, sha: str, image: Any,
-                    simulated: bool) -> None:
+                    simulated: bool, size_bytes: int | None = None) -> None:
     """The artifact's row (first writer wins: one insert-or-ignore). ``image`` is a PIL image or a
-    ``GeneratedImage``, whose size and format are read from its header (nothing is decoded)."""
+    ``GeneratedImage``, whose size and format are read from its header (nothing is decoded); the row's ``path`` is
+    the store's location of it (relative to the workspace for its own folder, else the object's URL, credentials
+    masked). ``root`` is unused (the store knows where it is)."""
     if isinstance(image, GeneratedImage):
         from PIL import Image
 
@@ -202,6 +204,7 @@ def record_artifact(registry: Registry, artifacts: ArtifactStore, root: Any, sha
             width, height, fmt = header.width, header.height, header.format
     else:
         width, height, fmt = image.width, image.height, image.format
-    path = artifacts.path_for(sha)
-    registry.add_artifact(Artifact(sha256=sha, path=str(path.relative_to(root)), width=width, height=height,
-                                   format=(fmt or "PNG"), size_bytes=path.stat().st_size, simulated=simulated))
+    if size_bytes is None:
+        size_bytes = len(image.data) if isinstance(image, GeneratedImage) else artifacts.size(sha)
+    registry.add_artifact(Artifact(sha256=sha, path=artifacts.location(sha), width=width, height=height,
+                                   format=(fmt or "PNG"), size_bytes=size_bytes, simulated=simulated))

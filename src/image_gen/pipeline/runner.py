@@ -263,6 +263,7 @@ class Runner:
         """Start a run; ``seed_image`` is handed to the first stage as its input (finishing an existing image).
         ``routing``: the decision made for these plans (default: decided now, from the registry's history)."""
         from image_gen.pipeline.calls import record_artifact
+        from image_gen.store.artifacts import redact_artifacts_url
         from image_gen.store.registry import redact_url
 
         plans = plans if plans is not None else self.plan()
@@ -275,12 +276,14 @@ class Runner:
         if seed_image is not None:
             store = self.workspace.artifacts()
             rgb = seed_image.convert("RGB")
-            seed_sha, _, _ = store.put_image(rgb, {"prompt": brief.prompt, "stage": "seed-image"})
-            record_artifact(self.registry, store, self.workspace.root, seed_sha, rgb, False)
+            seed_sha, _, data = store.put_image(rgb, {"prompt": brief.prompt, "stage": "seed-image"})
+            record_artifact(self.registry, store, self.workspace.root, seed_sha, rgb, False, len(data))
         snapshot = self.config.model_dump(mode="json", exclude_none=True)
         snapshot["simulate"] = self.simulate
         if snapshot.get("registry_url"):
             snapshot["registry_url"] = redact_url(snapshot["registry_url"])
+        if snapshot.get("artifacts_url"):
+            snapshot["artifacts_url"] = redact_artifacts_url(snapshot["artifacts_url"])
         leases = self.leases
         with self.registry.session() as s:  # the run and its stage rows appear together, or not at all
             s.add(Run(id=run_id, status="running", pipeline_name=self.config.name or self.config_source,

@@ -174,7 +174,7 @@ class StageExecutor:
 
         # 3. cache
         hit = reg.cache_get(key)
-        if hit is not None and all(self.workspace.artifacts().path_for(a).exists() for a in hit.artifacts):
+        if hit is not None and all(self.workspace.artifacts().exists(a) for a in hit.artifacts):
             produced = {k: hit.result.get(k) for k in ("cost_usd", "latency_s", "calls", "rerolls")}
             why = f"{note}; taken from the cache at no cost" if note else None
             reg.update(StageRun, row.id, status="done", cache_hit=True, artifact_sha=hit.artifacts[0],
@@ -430,10 +430,10 @@ class StageExecutor:
         store = self.workspace.artifacts()
         same = ctx.vendor_png.get(id(image))
         if same is not None and same[0] is image:
-            sha, _, _ = store.put_png(same[1], meta)
+            sha, _, data = store.put_png(same[1], meta)
         else:
-            sha, _, _ = store.put_image(image, meta)
-        record_artifact(self.registry, store, self.workspace.root, sha, image, self.simulate)
+            sha, _, data = store.put_image(image, meta)
+        record_artifact(self.registry, store, self.workspace.root, sha, image, self.simulate, len(data))
         return sha
 
 

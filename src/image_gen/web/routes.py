@@ -213,10 +213,10 @@ def _known_sha(studio: Studio, sha: str) -> Path:
     """The stored file of a sha the registry recorded; 404 for anything else (no request path reaches the disk)."""
     if not SHA_RE.fullmatch(sha) or not queries.known_artifact(studio.registry, sha):
         raise HTTPException(404, "no such artifact")
-    path = studio.artifacts.path_for(sha)
-    if not path.is_file():
-        raise HTTPException(404, "artifact file missing")
-    return path
+    try:
+        return studio.artifacts.local_path(sha)  # an object store's artifact: a copy kept in the workspace's cache
+    except FileNotFoundError:
+        raise HTTPException(404, "artifact file missing") from None
 
 
 def artifact(request: Request) -> Response:
