@@ -85,20 +85,24 @@ def test_two_processes_resuming_one_batch_never_both_run_an_item(tmp_path: Path,
     assert rows(url, "select status from batches") == [("completed",)]
 
 
-def test_cancel_under_concurrency(tmp_path: Path, ws_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_cancel_under_concurrency(backend: str, request: pytest.FixtureRequest, tmp_path: Path,
+                                  ws_path: Path) -> None:
+    pg_url = request.getfixturevalue("postgres_url") if backend == "postgres" else None
+    url = pg_url or sqlite_url(ws_path)
     bid = api.submit_batch(sim_config(tmp_path, latency=0.05), prompts(tmp_path, 10), workspace=ws_path,
-                           simulate=True)
-    url = sqlite_url(ws_path)
+                           simulate=True, registry_url=pg_url)
     result: list = []
-    worker = threading.Thread(target=lambda: result.append(api.run_batch(bid, workspace=ws_path, concurrency=3)))
+    worker = threading.Thread(target=lambda: result.append(api.run_batch(bid, workspace=ws_path, concurrency=3,
+                                                                         registry_url=pg_url)))
     worker.start()
     wait_for(lambda: bool(rows(url, "select 1 from calls where state = 'ok'")), 60, "a first finished call")
-    st = api.cancel_batch(bid, "wrong prompts", workspace=ws_path)
+    st = api.cancel_batch(bid, "wrong prompts", workspace=ws_path, registry_url=pg_url)
     cancelled_at = utcnow()
     assert st.status == "cancelled"
     worker.join(120)
     assert not worker.is_alive()
-    end = api.batch_status(bid, workspace=ws_path)
+    end = api.batch_status(bid, workspace=ws_path, registry_url=pg_url)
     assert end.status == "cancelled" and result[0].status == "cancelled"
     assert not {"pending", "running"} & set(end.counts), end.counts
     unstarted = [i for i in end.items if i["run_id"] is None]
@@ -107,6 +111,6 @@ def test_cancel_under_concurrency(tmp_path: Path, ws_path: Path) -> None:
     assert rows(url, "select count(*) from calls where created_at > :t", t=cancelled_at) == [(0,)]
     assert rows(url, "select count(*) from calls where state = 'sent'") == [(0,)]
     assert set(rows(url, "select status from runs where batch_id = :b", b=bid)) <= {("cancelled",), ("completed",)}
-    again = api.run_batch(bid, workspace=ws_path)  # resuming a cancelled batch starts nothing
+    again = api.run_batch(bid, workspace=ws_path, registry_url=pg_url)  # resuming a cancelled batch starts nothing
     assert again.status == "cancelled" and rows(url, "select count(*) from runs where batch_id = :b", b=bid) == [
         (len(end.items) - len(unstarted),)]

@@ -304,11 +304,18 @@ def stop_local_runs() -> list[str]:
     return ids
 
 
-def forget_contexts() -> None:
-    """Drop this process's cached runners (tests; a long-lived worker between batches)."""
+def forget_contexts(batch_id: str | None = None, *, keep: Workspace | None = None) -> None:
+    """Drop this process's cached runners (of one batch, or all) and close the registries no runner uses any more
+    (except ``keep``'s, the caller's own)."""
     with _CONTEXT_LOCK:
-        _CONTEXTS.clear()
-        _WORKSPACES.clear()
+        for key in [k for k in _CONTEXTS if batch_id is None or k[3] == batch_id]:
+            del _CONTEXTS[key]
+        used = {id(c.workspace) for c in _CONTEXTS.values()}
+        idle = [k for k, w in _WORKSPACES.items() if id(w) not in used]
+        closing = [_WORKSPACES.pop(k) for k in idle]
+    for w in closing:
+        if w is not keep:
+            w.close()
 
 
 def _item(registry: Registry, batch_id: str, idx: int) -> BatchItem:
@@ -402,6 +409,9 @@ def run_batch(ws: Workspace, batch_ref: str, *, executor: str | None = None, add
                   .values(status="running", executor=name, finished_at=None, updated_at=utcnow()))
     jobs = jobs_for(ws, batch, registry_url=ws.registry_url)
     conc = max(1, concurrency or int(batch.config.get("concurrency") or 1))
+    if jobs and name == "local":  # jobs run in this process: they share this workspace's open registry
+        with _CONTEXT_LOCK:
+            _WORKSPACES.setdefault((jobs[0].workspace, jobs[0].registry_url, jobs[0].artifacts_url), ws)
     lock = threading.Lock()
 
     def on_done(job: BriefJob, result: dict[str, Any] | BaseException) -> None:
@@ -416,7 +426,10 @@ def run_batch(ws: Workspace, batch_ref: str, *, executor: str | None = None, add
 
     if progress is not None:
         progress(status(reg, batch.id, concurrency=conc))
-    exe.run(jobs, concurrency=conc, on_done=on_done)
+    try:
+        exe.run(jobs, concurrency=conc, on_done=on_done)
+    finally:
+        forget_contexts(batch.id, keep=ws)
     return finish(reg, batch.id)
 
 
