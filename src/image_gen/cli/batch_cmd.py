@@ -146,7 +146,7 @@ def submit(config_path: str | None, prompt_file: str, name: str | None, simulate
     from image_gen.cli._common import workspace_of
     from image_gen.config import load_config
     from image_gen.errors import ConfigError
-    from image_gen.pipeline.executors import get_executor
+    from image_gen.pipeline.executors import check_executor
 
     if config_path is None:
         found = workspace_of(workspace, registry_url).default_config()
@@ -155,7 +155,7 @@ def submit(config_path: str | None, prompt_file: str, name: str | None, simulate
         config_path = str(found)
     cfg = load_config(config_path)
     briefs = api.read_prompt_file(prompt_file)
-    get_executor(executor or "local", address)  # an unknown executor or a missing extra: bad input, nothing written
+    check_executor(executor or "local", address)  # an unknown executor, a missing extra: bad input, nothing written
     ws = workspace_of(workspace, registry_url, cfg.registry_url)
     batch_id = api.submit_batch(config_path, briefs, name=name, workspace=ws,
                                 simulate=simulate or None, executor=executor or "local")

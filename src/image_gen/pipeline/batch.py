@@ -7,9 +7,10 @@ is never started twice, and a crashed item is resumed (finished calls reused) ra
 is compare-and-set on the batch: unstarted items are cancelled, and running items stop before their next call.
 
 Batch states: ``pending`` (recorded, not run yet) -> ``running`` -> ``completed`` (every item completed) |
-``failed`` (every item ended, some not completed) | ``cancelled``. Item states: ``pending``, ``running``, then
-their run's end state (``completed``, ``failed``, ``budget_stopped``, ``interrupted``, ``awaiting_approval``,
-``rejected``, ``cancelled``).
+``failed`` (every item ended, some failed, were rejected or cancelled) | ``awaiting_approval`` (the others completed)
+| ``cancelled``. Item states: ``pending``, ``running``, then their run's state (``completed``, ``failed``,
+``budget_stopped``, ``interrupted``, ``awaiting_approval``, ``rejected``, ``cancelled``); ``status`` reads an item's
+state from its run, so an item approved since shows as its run ends.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 ITEM_DONE = ("completed", "rejected", "cancelled", "awaiting_approval")
 """Item states a batch run does not take up again (an item waiting for approval continues with ``approve``)."""
 ITEM_RETRY = ("failed", "budget_stopped", "interrupted")
-BATCH_OPEN = ("pending", "running", "failed")
+BATCH_OPEN = ("pending", "running", "failed", "awaiting_approval")
 MIN_PREFIX = 4
 
 log = logging.getLogger("image_gen.batch")
@@ -166,9 +167,13 @@ def status(registry: Registry, batch_id: str, *, with_items: bool = False, concu
         spend = s.scalar(select(func.coalesce(func.sum(Call.cost_usd), 0.0)).join(Run, Run.id == Call.run_id)
                          .where(Run.batch_id == batch_id)) or 0.0
         runs = {r.id: r for r in s.scalars(select(Run).where(Run.batch_id == batch_id))}
+    def state(it: BatchItem) -> str:
+        run = runs.get(it.run_id) if it.run_id else None
+        return run.status if run is not None else it.status
+
     counts: dict[str, int] = {}
     for it in rows:
-        counts[it.status] = counts.get(it.status, 0) + 1
+        counts[state(it)] = counts.get(state(it), 0) + 1
     durations = [(r.updated_at - r.created_at).total_seconds() for r in runs.values()
                  if r.status in ("completed", "failed", "rejected", "awaiting_approval", "budget_stopped")]
     left = sum(n for st, n in counts.items() if st in ("pending", "running"))
@@ -182,7 +187,7 @@ def status(registry: Registry, batch_id: str, *, with_items: bool = False, concu
     if with_items:
         for it in rows:
             run = runs.get(it.run_id) if it.run_id else None
-            item_rows.append({"idx": it.idx, "status": it.status, "run_id": it.run_id, "prompt": it.brief["prompt"],
+            item_rows.append({"idx": it.idx, "status": state(it), "run_id": it.run_id, "prompt": it.brief["prompt"],
                               "channel": it.brief.get("channel"), "cost_usd": run.cost_usd if run else 0.0,
                               "qa_passed": run.qa_passed if run else None, "reason": run.reason if run else None})
     return BatchStatus(batch_id=batch.id, name=batch.name, status=batch.status, executor=batch.executor,
@@ -438,8 +443,13 @@ def finish(registry: Registry, batch_id: str) -> BatchStatus:
     st = status(registry, batch_id)
     if st.counts.get("pending", 0) or st.counts.get("running", 0):
         return st
-    end = "completed" if all(s in ("completed",) for s in st.counts) else "failed"
+    if set(st.counts) <= {"completed"}:
+        end = "completed"
+    elif set(st.counts) <= {"completed", "awaiting_approval"}:
+        end = "awaiting_approval"
+    else:
+        end = "failed"
     with registry.session() as s:
-        s.execute(update(Batch).where(Batch.id == batch_id, Batch.status == "running")
+        s.execute(update(Batch).where(Batch.id == batch_id, Batch.status.in_(("running", "awaiting_approval")))
                   .values(status=end, finished_at=utcnow(), updated_at=utcnow()))
     return status(registry, batch_id)
