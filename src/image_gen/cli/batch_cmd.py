@@ -82,7 +82,7 @@ def _print_status(st: Any, as_json: bool) -> None:
 
 
 def _exit(st: Any) -> None:
-    bad = st.failed or st.status == "cancelled" or st.counts.get("rejected")
+    bad = st.failed or st.status == "cancelled" or st.counts.get("rejected") or st.counts.get("interrupted")
     sys.exit(1 if bad else 0)
 
 

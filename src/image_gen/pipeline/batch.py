@@ -66,7 +66,8 @@ class BatchStatus:
 
     @property
     def failed(self) -> int:
-        return sum(n for s, n in self.counts.items() if s in ITEM_RETRY)
+        """Items that ended without their image (failed, budget-stopped); interrupted ones count as left."""
+        return sum(n for s, n in self.counts.items() if s in ("failed", "budget_stopped"))
 
     @property
     def remaining(self) -> int:
