@@ -253,7 +253,7 @@ class _Context:
 
 _CONTEXTS: dict[tuple[Any, ...], _Context] = {}
 _WORKSPACES: dict[tuple[Any, ...], Workspace] = {}
-_CONTEXT_LOCK = threading.Lock()
+_CONTEXT_LOCK = threading.RLock()
 
 
 def _workspace(job: BriefJob) -> Workspace:
@@ -285,17 +285,16 @@ def runner_for_batch(ws: Workspace, batch: Batch, *, simulate: bool | None = Non
 
 def _context(job: BriefJob) -> _Context:
     key = (job.workspace, job.registry_url, job.artifacts_url, job.batch_id, job.simulate)
-    with _CONTEXT_LOCK:
+    with _CONTEXT_LOCK:  # built once per process: the first job of a batch opens the registry, the others wait
         ctx = _CONTEXTS.get(key)
-    if ctx is not None:
+        if ctx is None:
+            ws = _workspace(job)
+            batch = find_batch(ws.registry(), job.batch_id)
+            runner = runner_for_batch(ws, batch, simulate=job.simulate)
+            plans = runner.plan()
+            runner.check_configured(plans)
+            ctx = _CONTEXTS[key] = _Context(ws, runner, plans)
         return ctx
-    ws = _workspace(job)
-    batch = find_batch(ws.registry(), job.batch_id)
-    runner = runner_for_batch(ws, batch, simulate=job.simulate)
-    plans = runner.plan()
-    runner.check_configured(plans)
-    with _CONTEXT_LOCK:
-        return _CONTEXTS.setdefault(key, _Context(ws, runner, plans))
 
 
 def stop_local_runs() -> list[str]:
