@@ -59,6 +59,8 @@ class BatchStatus:
     finished_at: str | None
     reason: str | None = None
     items: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    """Jobs that raised instead of ending their run (this process's ``run_batch`` only; details in the log file)."""
 
     @property
     def done(self) -> int:
@@ -409,6 +411,9 @@ def run_batch(ws: Workspace, batch_ref: str, *, executor: str | None = None, add
         return status(reg, batch.id)
     name = executor or batch.executor or "local"
     exe = get_executor(name, address)
+    if name == "local":  # an unknown model or an unconfigured provider here: bad input, nothing runs
+        check = runner_for_batch(ws, batch)
+        check.check_configured(check.plan())
     with reg.session() as s:
         s.execute(update(Batch).where(Batch.id == batch.id, Batch.status.in_(BATCH_OPEN + ("completed",)))
                   .values(status="running", executor=name, finished_at=None, updated_at=utcnow()))
@@ -418,6 +423,7 @@ def run_batch(ws: Workspace, batch_ref: str, *, executor: str | None = None, add
         with _CONTEXT_LOCK:
             _WORKSPACES.setdefault((jobs[0].workspace, jobs[0].registry_url, jobs[0].artifacts_url), ws)
     lock = threading.Lock()
+    errors: list[str] = []
 
     def on_done(job: BriefJob, result: dict[str, Any] | BaseException) -> None:
         if isinstance(result, BaseException):  # the traceback goes to the workspace's log file
@@ -425,6 +431,7 @@ def run_batch(ws: Workspace, batch_ref: str, *, executor: str | None = None, add
 
             attach_log_file(ws)
             log.error("batch %s item %s: %s", job.batch_id, job.idx, result, exc_info=result)
+            errors.append(f"item {job.idx}: {type(result).__name__}: {str(result)[:300]}")
         if progress is not None:
             with lock:
                 progress(status(reg, batch.id, concurrency=conc))
@@ -435,7 +442,9 @@ def run_batch(ws: Workspace, batch_ref: str, *, executor: str | None = None, add
         exe.run(jobs, concurrency=conc, on_done=on_done)
     finally:
         forget_contexts(batch.id, keep=ws)
-    return finish(reg, batch.id)
+    end = finish(reg, batch.id)
+    end.errors = errors
+    return end
 
 
 def finish(registry: Registry, batch_id: str) -> BatchStatus:
