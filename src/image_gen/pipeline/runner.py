@@ -37,7 +37,7 @@ from image_gen.pipeline.stage import (
 from image_gen.providers import load_provider_class
 from image_gen.providers.base import Provider, ProviderError, ProviderSettings
 from image_gen.store.ledger import Caps, Ledger
-from image_gen.store.models import Approval, Run, StageRun
+from image_gen.store.models import Approval, BatchItem, Run, StageRun
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -46,8 +46,8 @@ if TYPE_CHECKING:
     from image_gen.store.registry import Registry
     from image_gen.workspace import Workspace
 
-__all__ = ["Brief", "Events", "Route", "RunOutcome", "Runner", "StageOutcome", "StagePlan", "StageStop",
-           "asked_size", "cache_key", "derived_seed"]
+__all__ = ["Brief", "Events", "ItemTaken", "Route", "RunOutcome", "Runner", "StageOutcome", "StagePlan",
+           "StageStop", "asked_size", "cache_key", "derived_seed"]
 
 log = logging.getLogger("image_gen.runner")
 
@@ -61,9 +61,20 @@ class Brief:
     negative_prompt: str | None = None
     expect_text: list[str] | None = None
     index: int | None = None
+    width: int | None = None
+    height: int | None = None
+    seed: int | None = None
+    """Per-brief size and seed (a batch's prompt file): they override every stage's size and seed."""
+    channel: str | None = None
+    """The delivery channel the brief is meant for (recorded on its batch item)."""
 
     def expected(self) -> list[str]:
         return list(self.expect_text) if self.expect_text else label_texts(self.prompt)
+
+    def options(self) -> dict[str, Any] | None:
+        """The brief's own size, seed and channel (recorded with its run), or None."""
+        opts = {k: v for k in ("width", "height", "seed", "channel") if (v := getattr(self, k)) is not None}
+        return opts or None
 
 
 @dataclass
@@ -95,6 +106,10 @@ class RunOutcome:
 
 
 Events = Callable[[str, dict[str, Any]], None]
+
+
+class ItemTaken(Exception):
+    """The batch item already has a run (another process started it first): nothing was written."""
 
 
 def _one_line(exc: BaseException) -> str:
@@ -259,9 +274,14 @@ class Runner:
 
     # -- runs -----------------------------------------------------------------------------------------------------
     def start(self, brief: Brief, plans: list[StagePlan] | None = None,
-              seed_image: Image.Image | None = None, routing: Routing | None = None) -> RunOutcome:
+              seed_image: Image.Image | None = None, routing: Routing | None = None, *,
+              batch: tuple[str, int] | None = None) -> RunOutcome:
         """Start a run; ``seed_image`` is handed to the first stage as its input (finishing an existing image).
-        ``routing``: the decision made for these plans (default: decided now, from the registry's history)."""
+        ``routing``: the decision made for these plans (default: decided now, from the registry's history).
+
+        ``batch`` (batch id, item index): the run is that batch item's; its run id is set on the item by
+        compare-and-set in the transaction that creates the run, before any call, or ``ItemTaken`` is raised and
+        nothing is written."""
         from image_gen.pipeline.calls import record_artifact
         from image_gen.store.artifacts import redact_artifacts_url
         from image_gen.store.registry import redact_url
@@ -290,8 +310,15 @@ class Runner:
                       prompt=brief.prompt, negative_prompt=brief.negative_prompt, expect_text=brief.expect_text,
                       config=snapshot, config_source=self.config_source, simulated=self.simulate,
                       brief_index=brief.index, input_artifact=seed_sha, lease_owner=leases.owner,
-                      lease_until=leases.until(), routing=routing.record))
+                      lease_until=leases.until(), routing=routing.record, batch_id=batch[0] if batch else None,
+                      brief_options=brief.options()))
             s.flush()
+            if batch is not None:
+                res = s.execute(update(BatchItem).where(BatchItem.batch_id == batch[0], BatchItem.idx == batch[1],
+                                                        BatchItem.run_id.is_(None), BatchItem.status == "pending")
+                                .values(run_id=run_id, status="running"))
+                if getattr(res, "rowcount", 0) != 1:
+                    raise ItemTaken(f"batch {batch[0]} item {batch[1]} already has a run")
             for p in plans:
                 s.add(StageRun(run_id=run_id, idx=p.idx, name=p.name, model_id=p.entry.id,
                                requested_model=p.requested, provider=p.provider, params={}, status="pending",
@@ -369,7 +396,7 @@ class Runner:
         Ledger(self.registry).interrupt_sent(run.id, "process ended while the call was in flight; may have "
                                                      "been billed; sent again on resume")
         self.registry.update(Run, run.id, reason=None, error_kind=None)
-        brief = Brief(run.prompt, run.negative_prompt, run.expect_text, run.brief_index)
+        brief = self.brief_of(run)
         self.events("run_start", {"run_id": run.id, "prompt": run.prompt, "stages": len(plans)})
         return self._continue(run.id, plans, brief, run.input_artifact)
 
@@ -378,9 +405,16 @@ class Runner:
         run, stage = self._decide(run_id, "approved", note, by)
         plans = self.plans_for_run(run)
         self.check_configured(plans)
-        brief = Brief(run.prompt, run.negative_prompt, run.expect_text, run.brief_index)
+        brief = self.brief_of(run)
         self.events("run_start", {"run_id": run.id, "prompt": run.prompt, "stages": len(plans)})
         return self._continue(run.id, plans, brief, run.input_artifact)
+
+    @staticmethod
+    def brief_of(run: Run) -> Brief:
+        """The brief a recorded run ran, its own size, seed and channel included."""
+        opts = run.brief_options or {}
+        return Brief(run.prompt, run.negative_prompt, run.expect_text, run.brief_index, width=opts.get("width"),
+                     height=opts.get("height"), seed=opts.get("seed"), channel=opts.get("channel"))
 
     def reject(self, run_id: str, note: str | None = None, *, by: str | None = None) -> RunOutcome:
         run, stage = self._decide(run_id, "rejected", note, by)
