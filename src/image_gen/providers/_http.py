@@ -42,6 +42,7 @@ from image_gen.providers._deadline import send as send
 from image_gen.providers._deadline import transport_error as transport_error
 from image_gen.providers._deadline import transport_errors as transport_errors
 from image_gen.providers._deadline import with_deadlines as with_deadlines
+from image_gen.providers import _limits
 from image_gen.providers._limits import RateWindow as RateWindow
 from image_gen.providers._limits import WeightedLimiter as WeightedLimiter
 from image_gen.providers._limits import key_fingerprint as key_fingerprint
@@ -284,8 +285,9 @@ class KeyedProvider:
                 f"deadline ({deadline.describe()}); not sent",
                 retry_after=1.0,
             )
-        try:
-            yield
+        try:  # and, where a limiter backend is installed (a Ray worker), one of the vendor's places cluster-wide
+            with _limits.backend_hold(f"slots:{self.name}", 1, self.settings.max_concurrency, deadline.remaining()):
+                yield
         finally:
             self._slots.release()
 
