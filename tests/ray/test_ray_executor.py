@@ -206,6 +206,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_no_call(
     from image_gen.pipeline.executors_ray import RayExecutor
 
     fake_ideogram.latency_s = 0.4
+    fake_ideogram.peak_inflight = 0
     cfg = tmp_path / "vendors.toml"
     cfg.write_text(VENDOR_STAGED)
     runner, batch_id = submit(tmp_path / "ws", cfg, BRIEFS, simulate=False)
@@ -269,6 +270,7 @@ def test_without_the_cluster_limit_two_workers_exceed_it(
     from image_gen.pipeline.executors_ray import RayExecutor
 
     fake_ideogram.latency_s = 0.5
+    fake_ideogram.peak_inflight = 0
     cfg = tmp_path / "one.toml"
     cfg.write_text(IDEOGRAM_ONLY)
     runner, batch_id = submit(tmp_path / "ws", cfg, BRIEFS[:2], simulate=False)

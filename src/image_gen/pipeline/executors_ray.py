@@ -227,6 +227,11 @@ def _run_brief(job: BriefJob, limits: Any, ttl_s: float, work: Work | None) -> d
     """The body of a brief's task (in a Ray worker)."""
     if limits is not None:
         _install_limits(limits, ttl_s)
+    else:  # a worker process is reused: a backend an earlier batch installed must not outlive it
+        from image_gen.providers import _limits
+
+        _limits.install_backend(None)
+        _INSTALLED.clear()
     return (work or _default_work)(job)
 
 
