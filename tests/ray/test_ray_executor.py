@@ -277,3 +277,56 @@ def test_without_the_cluster_limit_two_workers_exceed_it(
     got = run(RayExecutor(cluster_limits=False), runner, batch_id, concurrency=2)
     assert all(isinstance(r, dict) and r["status"] == "completed" for r in got.values()), got
     assert fake_ideogram.peak_inflight == 2
+
+
+LOCAL_STAGED = """
+name = "ray-local"
+[pipeline]
+stages = ["draft:sim:ideogram-v1-turbo", "final:sd3.5-medium"]
+width = 64
+height = 64
+[pipeline.qa]
+enabled = false
+[sim]
+latency_scale = 0
+[stage.final]
+provider = "local"
+steps = 2
+strength = 0.5
+[providers.local.options]
+device = "cpu"
+models = {{ "sd3.5-medium" = "{sd3}" }}
+"""
+
+
+def test_local_stages_run_on_an_actor_that_keeps_its_pipeline_loaded(
+    ray_local: dict[str, Any], tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A batch with a local (diffusers) stage: with no GPU in the cluster it would run as tasks; with actors forced
+    on CPU (``actor_gpus=0``), every brief runs in the one actor's process, which loads the pipeline once."""
+    pytest.importorskip("diffusers")
+    from image_gen.pipeline.executors_ray import RayExecutor, batch_uses_local
+    from tests.local._tiny import save_tiny_sd3
+
+    sd3 = save_tiny_sd3(tmp_path_factory.mktemp("tiny-sd3"))
+    cfg = tmp_path / "local.toml"
+    cfg.write_text(LOCAL_STAGED.format(sd3=sd3))
+    runner, batch_id = submit(tmp_path / "ws", cfg, BRIEFS[:2], simulate=False)
+    jobs = _jobs(runner, batch_id)
+    assert batch_uses_local(jobs[0])
+    assert RayExecutor()._use_actors(jobs) is False  # no GPU in this cluster: ordinary tasks
+
+    exe = RayExecutor(gpu_actors=True, actor_gpus=0, actors=1, limits_name="limits-local")
+    started = time.monotonic()
+    got = run(exe, runner, batch_id, concurrency=2)
+    print(f"local-stage batch of 2 briefs on one CPU actor: {time.monotonic() - started:.2f} s")
+    assert exe.mode == "actors" and len(exe.workers) == 1
+    assert all(isinstance(r, dict) and r["status"] == "completed" for r in got.values()), got
+    info = ray.get(exe.workers[0].info.remote())
+    assert info["briefs"] == 2 and info["pid"] != os.getpid()
+    assert info["loaded"] == [str(sd3)]  # one pipeline, loaded once, kept from brief to brief
+    runs = [runner.registry.find_run(r["run_id"]) for r in got.values()]
+    assert all(r.status == "completed" for r in runs)
+    finals = [s for r in runs for s in runner.registry.stage_runs(r.id) if s.name == "final"]
+    assert len(finals) == 2 and all(s.provider == "local" and s.status == "done" for s in finals)
+    exe.shutdown_workers()

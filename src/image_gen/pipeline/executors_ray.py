@@ -24,6 +24,7 @@ once, and Ctrl-C cancels what is still running (each run stops before its next c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -108,6 +109,8 @@ class VendorLimits:
                     nearest = self._reap()
                     cap = self.capacity[name]
                     take = min(units, cap)
+                    if node == self.node_id and not _pid_alive(pid):
+                        return None  # the caller died while it waited (killed): nobody to give the place to
                     if self.used.get(name, 0) + take <= cap:
                         token = uuid.uuid4().hex
                         self.used[name] = self.used.get(name, 0) + take
@@ -120,10 +123,8 @@ class VendorLimits:
                         return None
                     # wake on a release, a new capacity, or to reap an expired hold or a dead holder
                     wait = min(x for x in (left, nearest, 1.0) if x is not None)
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.cond.wait(), max(0.01, wait))
-                    except TimeoutError:
-                        pass
             finally:
                 self.waiting.pop(waiter, None)
 

@@ -33,6 +33,7 @@ from typing import ClassVar
 
 import httpx
 
+from image_gen.providers import _limits
 from image_gen.providers._deadline import MAX_ANSWER_BYTES as MAX_ANSWER_BYTES
 from image_gen.providers._deadline import Deadline as Deadline
 from image_gen.providers._deadline import DeadlineTransport as DeadlineTransport
@@ -42,7 +43,6 @@ from image_gen.providers._deadline import send as send
 from image_gen.providers._deadline import transport_error as transport_error
 from image_gen.providers._deadline import transport_errors as transport_errors
 from image_gen.providers._deadline import with_deadlines as with_deadlines
-from image_gen.providers import _limits
 from image_gen.providers._limits import RateWindow as RateWindow
 from image_gen.providers._limits import WeightedLimiter as WeightedLimiter
 from image_gen.providers._limits import key_fingerprint as key_fingerprint
