@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Brief",
+    "batch_status",
+    "cancel_batch",
+    "list_batches",
+    "run_batch",
+    "submit_batch",
     "GenerateResult",
     "RunOutcome",
     "approve",
@@ -244,3 +249,58 @@ def runner_for_run(run_id: str, *, workspace: WorkspaceArg = None, events: Event
     simulate = bool(snapshot.get("simulate"))
     cfg = load_config(snapshot)
     return Runner(ws, cfg, simulate=simulate, config_source=run.config_source, events=events)
+
+
+# -- batches ----------------------------------------------------------------------------------------------------
+
+def submit_batch(config: Config | Mapping[str, Any] | str | os.PathLike[str],
+                 briefs: str | os.PathLike[str] | Iterable[str | Brief], *, name: str | None = None,
+                 workspace: WorkspaceArg = None, registry_url: str | None = None, simulate: bool | None = None,
+                 executor: str = "local") -> str:
+    """Record a batch of briefs (a prompt file: text, CSV, JSON or JSONL, or a list) to run on ``config``; its id.
+    Bad input (config, prompt file, models) raises ``InputError`` and writes nothing. Run it with ``run_batch``."""
+    from image_gen.pipeline import batch
+
+    cfg, source = _coerce_config(config)
+    if isinstance(briefs, str | os.PathLike):
+        items = read_prompt_file(briefs)
+    else:
+        items = [b if isinstance(b, Brief) else Brief(str(b), index=i) for i, b in enumerate(briefs)]
+    runner = make_runner(cfg, workspace=workspace, simulate=simulate, config_source=source, registry_url=registry_url)
+    return batch.submit(runner, items, name=name, executor=executor)
+
+
+def run_batch(batch_id: str, *, workspace: WorkspaceArg = None, registry_url: str | None = None,
+              executor: str | None = None, address: str | None = None, concurrency: int | None = None,
+              progress: Any = None) -> Any:
+    """Run (or resume) every unfinished item of a batch and wait; its ``BatchStatus``. No finished call is paid
+    twice; items a live process is running are left to it. ``progress(BatchStatus)`` is called as items end."""
+    from image_gen.pipeline import batch
+
+    ws = open_workspace(workspace, registry_url)
+    return batch.run_batch(ws, batch_id, executor=executor, address=address, concurrency=concurrency,
+                           progress=progress)
+
+
+def batch_status(batch_id: str, *, workspace: WorkspaceArg = None, registry_url: str | None = None,
+                 with_items: bool = True) -> Any:
+    """A batch's ``BatchStatus``: counts per item state, spend so far, ETA (and its items)."""
+    from image_gen.pipeline import batch
+
+    reg = open_workspace(workspace, registry_url).existing_registry()
+    return batch.status(reg, batch.find_batch(reg, batch_id).id, with_items=with_items)
+
+
+def list_batches(*, workspace: WorkspaceArg = None, registry_url: str | None = None, limit: int = 50) -> list[Any]:
+    from image_gen.pipeline import batch
+
+    return batch.list_batches(open_workspace(workspace, registry_url).existing_registry(), limit=limit)
+
+
+def cancel_batch(batch_id: str, note: str | None = None, *, workspace: WorkspaceArg = None,
+                 registry_url: str | None = None) -> Any:
+    """Cancel a batch: unstarted items never start, running ones stop before their next call."""
+    from image_gen.pipeline import batch
+
+    reg = open_workspace(workspace, registry_url).existing_registry()
+    return batch.cancel(reg, batch.find_batch(reg, batch_id).id, note)

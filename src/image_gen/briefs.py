@@ -1,10 +1,14 @@
 """Reading briefs from a prompt file, checked whole before anything runs.
 
 A text file holds one prompt per non-empty line (``#`` starts a comment line). A ``.json`` file holds a list of
-briefs or one brief; a ``.jsonl`` file one brief per line. A brief is a prompt string or an object with
-``prompt`` and optionally ``negative_prompt`` and ``expect_text`` (a string or a list of strings: the label text
-QA checks instead of the prompt's quoted text). Anything else is an :class:`~image_gen.errors.InputError`
-naming the file and the brief's field (``[2].expect_text``), raised before a run is started or a call is paid.
+briefs or one brief; a ``.jsonl`` file one brief per line; a ``.csv`` file one brief per row under a header naming
+its columns (``prompt`` required; ``negative_prompt``, ``expect_text``, ``size``, ``seed``, ``channel`` optional;
+several label texts in one ``expect_text`` cell are separated by ``|``). A brief is a prompt string or an object
+with ``prompt`` and optionally ``negative_prompt``, ``expect_text`` (a string or a list of strings: the label text
+QA checks instead of the prompt's quoted text), ``size`` (``"WxH"``: every stage renders at that size instead of
+its own), ``seed`` (an integer: every stage's seed) and ``channel`` (the delivery channel, a name). Anything else is
+an :class:`~image_gen.errors.InputError` naming the file and the brief's field (``[2].expect_text`` in a JSON list,
+``line 3: seed`` in a JSONL or CSV file), raised before a run is started or a call is paid.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from image_gen.errors import InputError
 if TYPE_CHECKING:
     from image_gen.pipeline.runner import Brief
 
-BRIEF_FIELDS = ("prompt", "negative_prompt", "expect_text")
+BRIEF_FIELDS = ("prompt", "negative_prompt", "expect_text", "size", "seed", "channel")
 MAX_PROMPT_CHARS = 10_000
+MAX_SIDE = 16_384
 
 
 def read_prompt_file(path: str | os.PathLike[str]) -> list[Brief]:
@@ -46,6 +51,8 @@ def read_prompt_file(path: str | os.PathLike[str]) -> list[Brief]:
         briefs = _json_briefs(text, where)
     elif suffix == ".jsonl":
         briefs = _jsonl_briefs(text, where)
+    elif suffix == ".csv":
+        briefs = _csv_briefs(text, where)
     else:
         briefs = _text_briefs(text, where)
     if not briefs:
@@ -89,7 +96,55 @@ def _jsonl_briefs(text: str, where: str) -> list[Brief]:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"cannot parse JSON: {exc.msg}", file=where, field=f"line {n}") from None
-        briefs.append(_brief(item, where, f"[{len(briefs)}]", len(briefs)))
+        briefs.append(_brief(item, where, f"line {n}", len(briefs)))
+    return briefs
+
+
+def _csv_briefs(text: str, where: str) -> list[Brief]:
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise InputError(f"cannot parse CSV: {exc}", file=where, field="line 1") from None
+    if not header:
+        return []
+    names = [h.strip().lower() for h in header]
+    unknown = [h for h in names if h not in BRIEF_FIELDS]
+    if unknown or "prompt" not in names or len(set(names)) != len(names):
+        raise InputError(f"expected a header row naming the columns ({', '.join(BRIEF_FIELDS)}; prompt required, "
+                         f"each once), got {', '.join(header)[:200]}", file=where, field="line 1")
+    briefs: list[Brief] = []
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise InputError(f"cannot parse CSV: {exc}", file=where, field=f"line {reader.line_num}") from None
+        n = reader.line_num
+        if not any(c.strip() for c in row):
+            continue
+        if len(row) > len(names):
+            raise InputError(f"expected {len(names)} columns, got {len(row)}", file=where, field=f"line {n}")
+        item: dict[str, Any] = {}
+        for name, cell in zip(names, row, strict=False):
+            cell = cell.strip()
+            if not cell:
+                continue
+            if name == "expect_text":
+                item[name] = [t.strip() for t in cell.split("|")]
+            elif name == "seed":
+                try:
+                    item[name] = int(cell)
+                except ValueError:
+                    raise InputError(f"expected an integer seed, got {cell[:60]!r}", file=where,
+                                     field=f"line {n}: seed") from None
+            else:
+                item[name] = cell
+        briefs.append(_brief(item, where, f"line {n}", len(briefs)))
     return briefs
 
 
@@ -97,6 +152,8 @@ def _brief(item: Any, where: str, at: str, index: int) -> Brief:
     from image_gen.pipeline.runner import Brief
 
     def field(name: str) -> str:
+        if at.startswith("line "):
+            return f"{at}: {name}"
         return f"{at}.{name}" if at else name
 
     if isinstance(item, str):
@@ -131,7 +188,38 @@ def _brief(item: Any, where: str, at: str, index: int) -> Brief:
     else:
         raise InputError(f"expected a string or a list of non-empty strings, got {repr(expect)[:60]}",
                          file=where, field=field("expect_text"))
-    return Brief(prompt.strip(), negative, texts, index=index)
+    width = height = None
+    size = item.get("size")
+    if size is not None:
+        width, height = _size(size, where, field("size"))
+    seed = item.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
+        raise InputError(f"expected a non-negative integer seed, got {repr(seed)[:60]}", file=where,
+                         field=field("seed"))
+    channel = item.get("channel")
+    if channel is not None and (not isinstance(channel, str) or not channel.strip() or len(channel) > 100):
+        raise InputError(f"expected a channel name (a non-empty string), got {repr(channel)[:60]}", file=where,
+                         field=field("channel"))
+    return Brief(prompt.strip(), negative, texts, index=index, width=width, height=height, seed=seed,
+                 channel=channel.strip() if channel else None)
+
+
+def _size(value: Any, where: str, at: str) -> tuple[int, int]:
+    """``"WxH"`` (or ``[W, H]``) as two positive multiples of 8 up to ``MAX_SIDE``."""
+    parts: list[Any] | None = None
+    if isinstance(value, str):
+        bits = value.lower().replace(" ", "").split("x")
+        if len(bits) == 2 and all(b.isdigit() for b in bits):
+            parts = [int(b) for b in bits]
+    elif isinstance(value, list) and len(value) == 2:
+        parts = list(value)
+    if parts is None or not all(isinstance(v, int) and not isinstance(v, bool) for v in parts):
+        raise InputError(f"expected a size WxH (e.g. 1024x768), got {repr(value)[:60]}", file=where, field=at)
+    w, h = parts
+    if not (8 <= w <= MAX_SIDE and 8 <= h <= MAX_SIDE) or w % 8 or h % 8:
+        raise InputError(f"expected a width and height between 8 and {MAX_SIDE}, multiples of 8, got {w}x{h}",
+                         file=where, field=at)
+    return w, h
 
 
 def _kind(value: Any) -> str:

@@ -50,7 +50,7 @@ def test_json_list_and_jsonl(tmp_path: Path) -> None:
     ("p.json", '[{"prompt": "a", "negative_prompt": 1}]', "[0].negative_prompt"),
     ("p.json", '{"hero": "a bottle"}', "hero"),
     ("p.json", "[1]", "[0]"),
-    ("p.jsonl", '{"prompt": "a"}\n{"prompt": 5}\n', "[1].prompt"),
+    ("p.jsonl", '{"prompt": "a"}\n{"prompt": 5}\n', "line 2: prompt"),
     ("p.jsonl", '{"prompt": "a"}\nnot json\n', "line 2"),
 ])
 def test_wrong_types_name_the_field(tmp_path: Path, name: str, text: str, field: str) -> None:

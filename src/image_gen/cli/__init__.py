@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reject": ("image_gen.cli.run_cmd:reject", "Reject a run waiting at a gate."),
     "cancel": ("image_gen.cli.run_cmd:cancel", "Stop a run for good (a live process stops before its next call)."),
     "resume": ("image_gen.cli.run_cmd:resume", "Finish an interrupted run without repeating finished stages."),
+    "batch": ("image_gen.cli.batch_cmd:batch", "Submit a prompt file as a batch; status, list, cancel, resume."),
     "runs": ("image_gen.cli.runs_cmd:runs", "List, show, search and compare recorded runs."),
     "models": ("image_gen.cli.models_cmd:models", "List the model catalog."),
     "config": ("image_gen.cli.config_cmd:config", "Check a config file or print its JSON Schema."),

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from image_gen.errors import InputError
 
-__all__ = ["BriefJob", "Executor", "LocalExecutor", "OnDone", "get_executor", "run_job"]
+__all__ = ["BriefJob", "Executor", "LocalExecutor", "OnDone", "check_executor", "get_executor", "run_job"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,19 @@ class LocalExecutor:
             raise
         finally:
             pool.shutdown(wait=True)
+
+
+def check_executor(name: str, address: str | None = None) -> None:
+    """Bad input (naming the flag) for an unknown executor, a stray ``--address`` or a missing extra; connects to
+    nothing, so a batch can be checked before it is recorded."""
+    from importlib.util import find_spec
+
+    if name not in ("local", "ray"):
+        raise InputError(f"unknown executor {name!r}; expected local or ray", field="--executor")
+    if name == "local" and address:
+        raise InputError("--address is for --executor ray", field="--address")
+    if name == "ray" and (find_spec("ray") is None or find_spec("image_gen.pipeline.executors_ray") is None):
+        raise InputError("the ray executor needs the [ray] extra (pip install 'image-gen[ray]')", field="--executor")
 
 
 def get_executor(name: str, address: str | None = None) -> Executor:

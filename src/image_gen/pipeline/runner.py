@@ -37,7 +37,7 @@ from image_gen.pipeline.stage import (
 from image_gen.providers import load_provider_class
 from image_gen.providers.base import Provider, ProviderError, ProviderSettings
 from image_gen.store.ledger import Caps, Ledger
-from image_gen.store.models import Approval, Run, StageRun
+from image_gen.store.models import Approval, BatchItem, Run, StageRun
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -45,8 +45,8 @@ if TYPE_CHECKING:
     from image_gen.store.registry import Registry
     from image_gen.workspace import Workspace
 
-__all__ = ["Brief", "Events", "Route", "RunOutcome", "Runner", "StageOutcome", "StagePlan", "StageStop",
-           "asked_size", "cache_key", "derived_seed"]
+__all__ = ["Brief", "Events", "ItemTaken", "Route", "RunOutcome", "Runner", "StageOutcome", "StagePlan",
+           "StageStop", "asked_size", "cache_key", "derived_seed"]
 
 log = logging.getLogger("image_gen.runner")
 
@@ -60,6 +60,12 @@ class Brief:
     negative_prompt: str | None = None
     expect_text: list[str] | None = None
     index: int | None = None
+    width: int | None = None
+    height: int | None = None
+    seed: int | None = None
+    """Per-brief size and seed (a batch's prompt file): they override every stage's size and seed."""
+    channel: str | None = None
+    """The delivery channel the brief is meant for (recorded on its batch item)."""
 
     def expected(self) -> list[str]:
         return list(self.expect_text) if self.expect_text else label_texts(self.prompt)
@@ -92,6 +98,10 @@ class RunOutcome:
 
 
 Events = Callable[[str, dict[str, Any]], None]
+
+
+class ItemTaken(Exception):
+    """The batch item already has a run (another process started it first): nothing was written."""
 
 
 def _one_line(exc: BaseException) -> str:
@@ -214,8 +224,12 @@ class Runner:
 
     # -- runs -----------------------------------------------------------------------------------------------------
     def start(self, brief: Brief, plans: list[StagePlan] | None = None,
-              seed_image: Image.Image | None = None) -> RunOutcome:
-        """Start a run; ``seed_image`` is handed to the first stage as its input (finishing an existing image)."""
+              seed_image: Image.Image | None = None, *, batch: tuple[str, int] | None = None) -> RunOutcome:
+        """Start a run; ``seed_image`` is handed to the first stage as its input (finishing an existing image).
+
+        ``batch`` (batch id, item index): the run is that batch item's; its run id is set on the item by
+        compare-and-set in the transaction that creates the run, before any call, or ``ItemTaken`` is raised and
+        nothing is written."""
         from image_gen.pipeline.calls import record_artifact
         from image_gen.store.registry import redact_url
 
@@ -238,8 +252,14 @@ class Runner:
                       prompt=brief.prompt, negative_prompt=brief.negative_prompt, expect_text=brief.expect_text,
                       config=snapshot, config_source=self.config_source, simulated=self.simulate,
                       brief_index=brief.index, input_artifact=seed_sha, lease_owner=leases.owner,
-                      lease_until=leases.until()))
+                      lease_until=leases.until(), batch_id=batch[0] if batch else None))
             s.flush()
+            if batch is not None:
+                res = s.execute(update(BatchItem).where(BatchItem.batch_id == batch[0], BatchItem.idx == batch[1],
+                                                        BatchItem.run_id.is_(None), BatchItem.status == "pending")
+                                .values(run_id=run_id, status="running"))
+                if getattr(res, "rowcount", 0) != 1:
+                    raise ItemTaken(f"batch {batch[0]} item {batch[1]} already has a run")
             for p in plans:
                 s.add(StageRun(run_id=run_id, idx=p.idx, name=p.name, model_id=p.entry.id,
                                requested_model=p.requested, provider=p.provider, params={}, status="pending",
@@ -315,7 +335,7 @@ class Runner:
         Ledger(self.registry).interrupt_sent(run.id, "process ended while the call was in flight; may have "
                                                      "been billed; sent again on resume")
         self.registry.update(Run, run.id, reason=None, error_kind=None)
-        brief = Brief(run.prompt, run.negative_prompt, run.expect_text, run.brief_index)
+        brief = self.brief_of(run)
         self.events("run_start", {"run_id": run.id, "prompt": run.prompt, "stages": len(plans)})
         return self._continue(run.id, plans, brief, run.input_artifact)
 
@@ -324,9 +344,22 @@ class Runner:
         run, stage = self._decide(run_id, "approved", note, by)
         plans = self.plan()
         self.check_configured(plans)
-        brief = Brief(run.prompt, run.negative_prompt, run.expect_text, run.brief_index)
+        brief = self.brief_of(run)
         self.events("run_start", {"run_id": run.id, "prompt": run.prompt, "stages": len(plans)})
         return self._continue(run.id, plans, brief, run.input_artifact)
+
+    def brief_of(self, run: Run) -> Brief:
+        """The brief a recorded run ran (a batch run's size, seed and channel come from its batch item)."""
+        brief = Brief(run.prompt, run.negative_prompt, run.expect_text, run.brief_index)
+        if run.batch_id:
+            from sqlalchemy import select
+
+            with self.registry.reading() as s:
+                data = s.scalars(select(BatchItem.brief).where(BatchItem.run_id == run.id)).first()
+            if data:
+                brief.width, brief.height = data.get("width"), data.get("height")
+                brief.seed, brief.channel = data.get("seed"), data.get("channel")
+        return brief
 
     def reject(self, run_id: str, note: str | None = None, *, by: str | None = None) -> RunOutcome:
         run, stage = self._decide(run_id, "rejected", note, by)

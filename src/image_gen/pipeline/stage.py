@@ -91,6 +91,8 @@ def stage_params(plan: StagePlan, brief: Brief, input_size: tuple[int, int] | No
     """The stage's effective parameters for this brief (``input_size``: the incoming image's, if any)."""
     st = plan.settings
     width, height = st.width, st.height
+    if brief.width and brief.height:  # a brief's own size (a batch's prompt file) overrides the stage's
+        width, height = brief.width, brief.height
     handoff = input_size is not None and plan.entry.can("img2img")
     if not (width and height):
         if input_size is not None and not st.aspect_ratio:  # a handoff without an asked size keeps the size
@@ -105,8 +107,9 @@ def stage_params(plan: StagePlan, brief: Brief, input_size: tuple[int, int] | No
         "operation": "img2img" if handoff else "generate",
         "width": width,
         "height": height,
-        "aspect_ratio": st.aspect_ratio,
-        "seed": st.seed if st.seed is not None else derived_seed(brief.prompt, plan.name),
+        "aspect_ratio": None if brief.width and brief.height else st.aspect_ratio,
+        "seed": (brief.seed if brief.seed is not None else st.seed if st.seed is not None
+                 else derived_seed(brief.prompt, plan.name)),
         "steps": st.steps,
         "guidance_scale": st.guidance_scale,
         "strength": (st.strength if st.strength is not None else DEFAULT_HANDOFF_STRENGTH) if handoff else None,

@@ -1,0 +1,60 @@
+"""The executor interface: a BriefJob is plain and picklable; run_job is safe to call again for the same job (it
+resumes or returns the item's one run, paying nothing twice); executors are chosen by name."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+from image_gen import api
+from image_gen.errors import InputError
+from image_gen.pipeline.batch import forget_contexts, jobs_for
+from image_gen.pipeline.executors import BriefJob, LocalExecutor, check_executor, get_executor, run_job
+from image_gen.workspace import Workspace
+from tests.batch._support import prompts, rows, sim_config, sqlite_url
+
+
+def test_run_job_twice_runs_the_item_once(tmp_path: Path, ws_path: Path) -> None:
+    bid = api.submit_batch(sim_config(tmp_path), prompts(tmp_path, 2), workspace=ws_path, simulate=True)
+    ws = Workspace.resolve(ws_path)
+    from image_gen.pipeline.batch import find_batch
+
+    jobs = jobs_for(ws, find_batch(ws.registry(), bid))
+    assert [j.idx for j in jobs] == [0, 1]
+    job = pickle.loads(pickle.dumps(jobs[0]))
+    assert job == jobs[0] and job.simulate is True and job.workspace == str(ws_path.resolve())
+    try:
+        first = run_job(job)
+        url = sqlite_url(ws_path)
+        calls = rows(url, "select count(*) from calls")[0][0]
+        again = run_job(BriefJob(bid, 0, str(ws_path), None, simulate=True))  # a retried task, another process
+    finally:
+        forget_contexts(bid)
+    assert first["status"] == "completed" and first["item_status"] == "completed" and first["idx"] == 0
+    assert again["run_id"] == first["run_id"] and rows(url, "select count(*) from calls")[0][0] == calls
+    assert rows(url, "select count(*) from runs") == [(1,)]
+
+
+def test_local_executor_reports_every_job(tmp_path: Path, ws_path: Path) -> None:
+    bid = api.submit_batch(sim_config(tmp_path), prompts(tmp_path, 3), workspace=ws_path, simulate=True)
+    done: dict[int, object] = {}
+    bad = BriefJob(bid, 99, str(ws_path), None, simulate=True)  # no such item: an exception, handed to on_done
+    jobs = [BriefJob(bid, i, str(ws_path), None, simulate=True) for i in range(3)] + [bad]
+    try:
+        LocalExecutor().run(jobs, concurrency=2, on_done=lambda j, r: done.__setitem__(j.idx, r))
+    finally:
+        forget_contexts(bid)
+    assert sorted(done) == [0, 1, 2, 99]
+    assert all(isinstance(done[i], dict) and done[i]["status"] == "completed" for i in range(3))  # type: ignore
+    assert isinstance(done[99], InputError)
+
+
+def test_executor_names() -> None:
+    assert get_executor("local").name == "local"
+    with pytest.raises(InputError) as err:
+        get_executor("dask")
+    assert err.value.field == "--executor"
+    with pytest.raises(InputError):
+        check_executor("local", "ray://head:10001")
