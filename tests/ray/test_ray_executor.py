@@ -114,10 +114,9 @@ def submit(ws: Path, config: Path, briefs: list[str], *, simulate: bool) -> tupl
 
 def run(executor: Any, runner: Any, batch_id: str, concurrency: int) -> dict[int, Any]:
     """Run every item of the batch on ``executor``; each item's result as ``on_done`` got it (in this process)."""
-    from image_gen.pipeline.batch import find_batch, finish, jobs_for
-
     from sqlalchemy import update
 
+    from image_gen.pipeline.batch import find_batch, finish, jobs_for
     from image_gen.store.models import Batch
 
     ws = runner.workspace
