@@ -332,7 +332,7 @@ class RayExecutor:
         kwargs: dict[str, Any] = {"ignore_reinit_error": True, **self.init_kwargs}
         if self.address:
             kwargs["address"] = self.address
-        else:
+        elif not os.environ.get("RAY_ADDRESS"):  # starting a local Ray (joining one takes no such option)
             kwargs.setdefault("include_dashboard", False)
         ray.init(**kwargs)
         self.init_s = round(time.monotonic() - started, 3)
