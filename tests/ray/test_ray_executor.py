@@ -101,13 +101,15 @@ def ray_local(
         ray.shutdown()
 
 
-def submit(ws: Path, config: Path, briefs: list[str], *, simulate: bool) -> tuple[Any, str]:
+def submit(ws: Path, config: Path, briefs: list[str], *, simulate: bool,
+           registry_url: str | None = None) -> tuple[Any, str]:
     from image_gen.api import make_runner
     from image_gen.config import load_config
     from image_gen.pipeline.batch import submit as submit_batch
     from image_gen.pipeline.runner import Brief
 
-    runner = make_runner(load_config(config), workspace=ws, simulate=simulate, config_source=str(config))
+    runner = make_runner(load_config(config), workspace=ws, simulate=simulate, config_source=str(config),
+                         registry_url=registry_url)
     batch_id = submit_batch(runner, [Brief(b, index=i) for i, b in enumerate(briefs)], executor="ray")
     return runner, batch_id
 
@@ -122,7 +124,7 @@ def run(executor: Any, runner: Any, batch_id: str, concurrency: int) -> dict[int
     ws = runner.workspace
     with ws.registry().session() as s:  # as run_batch does before it hands the jobs to its executor
         s.execute(update(Batch).where(Batch.id == batch_id).values(status="running"))
-    jobs = jobs_for(ws, find_batch(ws.registry(), batch_id))
+    jobs = jobs_for(ws, find_batch(ws.registry(), batch_id), registry_url=ws.registry_url)
     got: dict[int, Any] = {}
     caller = threading.get_ident()
 
@@ -191,9 +193,16 @@ def _digests_billed_twice(*servers: FakeIdeogram | FakeStability | FakeGoogle) -
     return [d for d, n in seen.items() if n > 1]
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def registry_url(request: pytest.FixtureRequest) -> str | None:
+    """The registry every worker shares: the workspace's SQLite file, or a PostgreSQL database."""
+    return None if request.param == "sqlite" else str(request.getfixturevalue("postgres_url"))
+
+
 def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_no_call(
     ray_local: dict[str, Any],
     tmp_path: Path,
+    registry_url: str | None,
     vendor_env: dict[str, str],
     fake_ideogram: FakeIdeogram,
     fake_stability: FakeStability,
@@ -208,7 +217,8 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_no_call(
     fake_ideogram.peak_inflight = 0
     cfg = tmp_path / "vendors.toml"
     cfg.write_text(VENDOR_STAGED)
-    runner, batch_id = submit(tmp_path / "ws", cfg, BRIEFS, simulate=False)
+    runner, batch_id = submit(tmp_path / "ws", cfg, BRIEFS, simulate=False, registry_url=registry_url)
+    assert runner.registry.dialect == ("sqlite" if registry_url is None else "postgresql")
     exe = RayExecutor(limits_name="limits-kill", hold_ttl_s=3.0)
     limits = exe.limits()
     outcome: dict[str, Any] = {}
@@ -234,7 +244,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_no_call(
             time.sleep(0.05)
     driver.join(120)
     took = time.monotonic() - started
-    print(f"vendor batch of 4 briefs x 3 stages on Ray, a worker killed: {took:.2f} s")
+    print(f"vendor batch of 4 briefs x 3 stages on Ray ({runner.registry.dialect}), a worker killed: {took:.2f} s")
     assert not driver.is_alive()
     assert "error" not in outcome, outcome.get("error")
     assert killed is not None and killed != os.getpid(), "no worker was waiting for Ideogram: nothing was killed"

@@ -65,9 +65,9 @@ class VendorLimits:
     latest one a caller gave. A hold is a token with an expiry its holder renews; an expired hold, or one whose
     process is gone from this actor's node, is given back."""
 
-    def __init__(self, ttl_s: float = HOLD_TTL_S) -> None:
+    def __init__(self, ttl_s: float = HOLD_TTL_S, node_id: str | None = None) -> None:
         self.ttl_s = ttl_s
-        self.node_id = ray.get_runtime_context().get_node_id()
+        self.node_id = node_id if node_id is not None else ray.get_runtime_context().get_node_id()
         self.capacity: dict[str, int] = {}
         self.used: dict[str, int] = {}
         self.peak: dict[str, int] = {}
