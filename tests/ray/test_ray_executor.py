@@ -339,3 +339,49 @@ def test_local_stages_run_on_an_actor_that_keeps_its_pipeline_loaded(
     finals = [s for r in runs for s in runner.registry.stage_runs(r.id) if s.name == "final"]
     assert len(finals) == 2 and all(s.provider == "local" and s.status == "done" for s in finals)
     exe.shutdown_workers()
+
+
+def test_ctrl_c_stops_running_briefs_before_their_next_call_and_resume_finishes(
+    ray_local: dict[str, Any], tmp_path: Path
+) -> None:
+    """Ctrl-C in the driver: the running briefs' tasks are cancelled, each run stops and is recorded
+    ``interrupted`` (nothing left ``running``); ``run_batch`` later finishes the batch, reusing finished calls."""
+    import _thread
+
+    from image_gen.pipeline.batch import run_batch
+    from image_gen.pipeline.executors_ray import RayExecutor
+    from image_gen.store.models import Call, Run
+
+    cfg = tmp_path / "slow.toml"
+    cfg.write_text(SIM_STAGED.replace("latency_scale = 0", "latency_scale = 0.4"))
+    runner, batch_id = submit(tmp_path / "ws", cfg, BRIEFS[:2], simulate=True)
+    reg = runner.registry
+
+    def interrupt_once_both_run() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with reg.reading() as s:
+                ok = s.query(Call).filter(Call.state == "ok").count()
+                running = s.query(Run).filter(Run.status == "running").count()
+            if running == 2 and ok >= 1:
+                _thread.interrupt_main()
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=interrupt_once_both_run, daemon=True)
+    watcher.start()
+    with pytest.raises(KeyboardInterrupt):
+        run(RayExecutor(limits_name="limits-ctrl-c"), runner, batch_id, concurrency=2)
+    watcher.join(5)
+    with reg.reading() as s:
+        states = sorted(r.status for r in s.query(Run))
+        ok_before = {(c.run_id, c.request_digest) for c in s.query(Call).filter(Call.state == "ok")}
+    assert states == ["interrupted", "interrupted"]
+    assert ok_before
+
+    st = run_batch(runner.workspace, batch_id, executor="ray", concurrency=2)
+    assert st.status == "completed"
+    assert ok_digests_repeated(runner) == []  # the calls finished before Ctrl-C were reused, not sent again
+    with reg.reading() as s:
+        ok_after = {(c.run_id, c.request_digest) for c in s.query(Call).filter(Call.state == "ok")}
+    assert ok_before < ok_after and len(ok_after) == 6
