@@ -380,7 +380,9 @@ def test_ctrl_c_stops_running_briefs_before_their_next_call_and_resume_finishes(
     assert ok_before
 
     st = run_batch(runner.workspace, batch_id, executor="ray", concurrency=2)
-    assert st.status == "completed"
+    with reg.reading() as s:
+        why = [(r.status, r.reason) for r in s.query(Run)]
+    assert st.status == "completed", (st, why)
     assert ok_digests_repeated(runner) == []  # the calls finished before Ctrl-C were reused, not sent again
     with reg.reading() as s:
         ok_after = {(c.run_id, c.request_digest) for c in s.query(Call).filter(Call.state == "ok")}

@@ -233,7 +233,21 @@ def _run_brief(job: BriefJob, limits: Any, ttl_s: float, work: Work | None) -> d
 
         _limits.install_backend(None)
         _INSTALLED.clear()
-    return (work or _default_work)(job)
+    try:
+        return (work or _default_work)(job)
+    except KeyboardInterrupt:  # cancelled (Ctrl-C in the driver): the run was marked interrupted
+        _forget_batch(job.batch_id)
+        raise
+
+
+def _forget_batch(batch_id: str | None) -> None:
+    """Drop the runner this process cached for the batch (None: every batch): it was told to stop, and a retry or a
+    later resume of the batch in this (reused) process needs a fresh one."""
+    try:
+        from image_gen.pipeline.batch import forget_contexts
+    except ImportError:
+        return
+    forget_contexts(batch_id)
 
 
 class BriefWorker:
@@ -243,8 +257,12 @@ class BriefWorker:
     def __init__(self, limits: Any, ttl_s: float, work: Work | None) -> None:
         self.limits, self.ttl_s, self.work = limits, ttl_s, work
         self.briefs = 0
+        self.stopped = False
 
     def run(self, job: BriefJob) -> dict[str, Any]:
+        if self.stopped:  # an earlier Ctrl-C stopped the runners this process cached: start afresh
+            self.stopped = False
+            _forget_batch(None)
         self.briefs += 1
         return _run_brief(job, self.limits, self.ttl_s, self.work)
 
@@ -254,6 +272,7 @@ class BriefWorker:
             from image_gen.pipeline.batch import stop_local_runs
         except ImportError:
             return
+        self.stopped = True
         stop_local_runs()
 
     def info(self) -> dict[str, Any]:
