@@ -64,3 +64,22 @@ def test_size_and_seed_reach_the_run_and_channel_the_item(tmp_path: Path, ws_pat
     assert other and all((g[3], g[4]) == (128, 128) and g[2] != 1234 for g in other)
     status = api.batch_status(bid, workspace=ws_path)
     assert [i["channel"] for i in status.items] == ["social", None]
+
+
+def test_a_runs_own_size_and_seed_survive_a_gate(tmp_path: Path, ws_path: Path) -> None:
+    """``run --prompt-file`` records a brief's size and seed with its run, so ``approve`` (like ``resume``) continues
+    with them rather than the config's."""
+    from tests.core.helpers import invoke
+
+    cfg = write(tmp_path / "gated.toml", '[pipeline]\nstages = ["draft:ideogram-v1-turbo", "hires:imagen-4"]\n'
+                                         'width = 128\nheight = 128\n[pipeline.qa]\nenabled = false\n'
+                                         '[stage.hires]\ngate = "approval"\n[sim]\nlatency_scale = 0\n')
+    pf = write(tmp_path / "p.jsonl", '{"prompt": "Jar \\"HONEY\\"", "size": "96x64", "seed": 77}\n')
+    r = invoke("run", "--config", str(cfg), "--prompt-file", str(pf), "--simulate", "--workspace", str(ws_path),
+               "--json")
+    rid = r.json()["runs"][0]["run_id"]
+    assert r.json()["runs"][0]["status"] == "awaiting_approval"
+    assert invoke("approve", rid, "--workspace", str(ws_path), "--json").code == 0
+    got = rows(sqlite_url(ws_path), "select s.name, s.seed, a.width, a.height from stage_runs s join artifacts a "
+                                    "on a.sha256 = s.artifact_sha order by s.idx")
+    assert got == [("draft", 77, 96, 64), ("hires", 77, 96, 64)]

@@ -82,7 +82,8 @@ def _print_status(st: Any, as_json: bool) -> None:
 
 
 def _exit(st: Any) -> None:
-    bad = st.failed or st.status == "cancelled" or st.counts.get("rejected") or st.counts.get("interrupted")
+    bad = (st.failed or st.errors or st.status == "cancelled" or st.counts.get("rejected")
+           or st.counts.get("interrupted"))
     sys.exit(1 if bad else 0)
 
 
@@ -99,8 +100,12 @@ def _run(ws: Any, batch_id: str, *, executor: str | None, address: str | None, c
         sys.exit(130)
     from image_gen.pipeline.batch import status
 
+    errors = st.errors
     st = status(ws.registry(), st.batch_id, with_items=True)
+    st.errors = errors
     _print_status(st, as_json)
+    for e in errors:
+        click.echo(f"error: {e} (details in {ws.state_dir / 'image-gen.log'})", err=True)
     _exit(st)
 
 

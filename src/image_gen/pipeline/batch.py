@@ -59,6 +59,8 @@ class BatchStatus:
     finished_at: str | None
     reason: str | None = None
     items: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    """Jobs that raised instead of ending their run (this process's ``run_batch`` only; details in the log file)."""
 
     @property
     def done(self) -> int:
@@ -253,7 +255,7 @@ class _Context:
 
 _CONTEXTS: dict[tuple[Any, ...], _Context] = {}
 _WORKSPACES: dict[tuple[Any, ...], Workspace] = {}
-_CONTEXT_LOCK = threading.Lock()
+_CONTEXT_LOCK = threading.RLock()
 
 
 def _workspace(job: BriefJob) -> Workspace:
@@ -285,17 +287,16 @@ def runner_for_batch(ws: Workspace, batch: Batch, *, simulate: bool | None = Non
 
 def _context(job: BriefJob) -> _Context:
     key = (job.workspace, job.registry_url, job.artifacts_url, job.batch_id, job.simulate)
-    with _CONTEXT_LOCK:
+    with _CONTEXT_LOCK:  # built once per process: the first job of a batch opens the registry, the others wait
         ctx = _CONTEXTS.get(key)
-    if ctx is not None:
+        if ctx is None:
+            ws = _workspace(job)
+            batch = find_batch(ws.registry(), job.batch_id)
+            runner = runner_for_batch(ws, batch, simulate=job.simulate)
+            plans = runner.plan()
+            runner.check_configured(plans)
+            ctx = _CONTEXTS[key] = _Context(ws, runner, plans)
         return ctx
-    ws = _workspace(job)
-    batch = find_batch(ws.registry(), job.batch_id)
-    runner = runner_for_batch(ws, batch, simulate=job.simulate)
-    plans = runner.plan()
-    runner.check_configured(plans)
-    with _CONTEXT_LOCK:
-        return _CONTEXTS.setdefault(key, _Context(ws, runner, plans))
 
 
 def stop_local_runs() -> list[str]:
@@ -410,6 +411,9 @@ def run_batch(ws: Workspace, batch_ref: str, *, executor: str | None = None, add
         return status(reg, batch.id)
     name = executor or batch.executor or "local"
     exe = get_executor(name, address)
+    if name == "local":  # an unknown model or an unconfigured provider here: bad input, nothing runs
+        check = runner_for_batch(ws, batch)
+        check.check_configured(check.plan())
     with reg.session() as s:
         s.execute(update(Batch).where(Batch.id == batch.id, Batch.status.in_(BATCH_OPEN + ("completed",)))
                   .values(status="running", executor=name, finished_at=None, updated_at=utcnow()))
@@ -419,6 +423,7 @@ def run_batch(ws: Workspace, batch_ref: str, *, executor: str | None = None, add
         with _CONTEXT_LOCK:
             _WORKSPACES.setdefault((jobs[0].workspace, jobs[0].registry_url, jobs[0].artifacts_url), ws)
     lock = threading.Lock()
+    errors: list[str] = []
 
     def on_done(job: BriefJob, result: dict[str, Any] | BaseException) -> None:
         if isinstance(result, BaseException):  # the traceback goes to the workspace's log file
@@ -426,6 +431,7 @@ def run_batch(ws: Workspace, batch_ref: str, *, executor: str | None = None, add
 
             attach_log_file(ws)
             log.error("batch %s item %s: %s", job.batch_id, job.idx, result, exc_info=result)
+            errors.append(f"item {job.idx}: {type(result).__name__}: {str(result)[:300]}")
         if progress is not None:
             with lock:
                 progress(status(reg, batch.id, concurrency=conc))
@@ -436,7 +442,9 @@ def run_batch(ws: Workspace, batch_ref: str, *, executor: str | None = None, add
         exe.run(jobs, concurrency=conc, on_done=on_done)
     finally:
         forget_contexts(batch.id, keep=ws)
-    return finish(reg, batch.id)
+    end = finish(reg, batch.id)
+    end.errors = errors
+    return end
 
 
 def finish(registry: Registry, batch_id: str) -> BatchStatus:

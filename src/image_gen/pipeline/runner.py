@@ -70,6 +70,11 @@ class Brief:
     def expected(self) -> list[str]:
         return list(self.expect_text) if self.expect_text else label_texts(self.prompt)
 
+    def options(self) -> dict[str, Any] | None:
+        """The brief's own size, seed and channel (recorded with its run), or None."""
+        opts = {k: v for k in ("width", "height", "seed", "channel") if (v := getattr(self, k)) is not None}
+        return opts or None
+
 
 @dataclass
 class RunOutcome:
@@ -252,7 +257,8 @@ class Runner:
                       prompt=brief.prompt, negative_prompt=brief.negative_prompt, expect_text=brief.expect_text,
                       config=snapshot, config_source=self.config_source, simulated=self.simulate,
                       brief_index=brief.index, input_artifact=seed_sha, lease_owner=leases.owner,
-                      lease_until=leases.until(), batch_id=batch[0] if batch else None))
+                      lease_until=leases.until(), batch_id=batch[0] if batch else None,
+                      brief_options=brief.options()))
             s.flush()
             if batch is not None:
                 res = s.execute(update(BatchItem).where(BatchItem.batch_id == batch[0], BatchItem.idx == batch[1],
@@ -348,18 +354,12 @@ class Runner:
         self.events("run_start", {"run_id": run.id, "prompt": run.prompt, "stages": len(plans)})
         return self._continue(run.id, plans, brief, run.input_artifact)
 
-    def brief_of(self, run: Run) -> Brief:
-        """The brief a recorded run ran (a batch run's size, seed and channel come from its batch item)."""
-        brief = Brief(run.prompt, run.negative_prompt, run.expect_text, run.brief_index)
-        if run.batch_id:
-            from sqlalchemy import select
-
-            with self.registry.reading() as s:
-                data = s.scalars(select(BatchItem.brief).where(BatchItem.run_id == run.id)).first()
-            if data:
-                brief.width, brief.height = data.get("width"), data.get("height")
-                brief.seed, brief.channel = data.get("seed"), data.get("channel")
-        return brief
+    @staticmethod
+    def brief_of(run: Run) -> Brief:
+        """The brief a recorded run ran, its own size, seed and channel included."""
+        opts = run.brief_options or {}
+        return Brief(run.prompt, run.negative_prompt, run.expect_text, run.brief_index, width=opts.get("width"),
+                     height=opts.get("height"), seed=opts.get("seed"), channel=opts.get("channel"))
 
     def reject(self, run_id: str, note: str | None = None, *, by: str | None = None) -> RunOutcome:
         run, stage = self._decide(run_id, "rejected", note, by)

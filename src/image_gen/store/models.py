@@ -61,6 +61,8 @@ class Run(Base):
     """The batch this run belongs to, if any."""
     routing: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """How the run was routed before it started (latency-SLA routing): mode, estimate and its inputs."""
+    brief_options: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """A prompt file brief's own ``width``/``height``/``seed`` (they override every stage's) and ``channel``."""
 
 
 class StageRun(Base):

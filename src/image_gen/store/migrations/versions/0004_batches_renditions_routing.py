@@ -70,12 +70,14 @@ def upgrade() -> None:
     with op.batch_alter_table("runs") as b:
         b.add_column(sa.Column("batch_id", sa.String(length=32), nullable=True))
         b.add_column(sa.Column("routing", sa.JSON(), nullable=True))
+        b.add_column(sa.Column("brief_options", sa.JSON(), nullable=True))
         b.create_index("ix_runs_batch_id", ["batch_id"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("runs") as b:
         b.drop_index("ix_runs_batch_id")
+        b.drop_column("brief_options")
         b.drop_column("routing")
         b.drop_column("batch_id")
     op.drop_index("ix_renditions_run_id", table_name="renditions")
