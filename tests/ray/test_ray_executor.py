@@ -180,6 +180,14 @@ def test_a_staged_batch_runs_on_ray_tasks_on_the_simulator(ray_local: dict[str, 
     assert all(r.status == "completed" and r.simulated and r.final_artifact for r in runs)
     assert all(runner.workspace.artifacts().path_for(r.final_artifact).is_file() for r in runs)
     assert ok_digests_repeated(runner) == []
+    # a job that raises (no such item) reaches on_done as its exception, raised in the worker and not retried
+    from image_gen.errors import InputError
+    from image_gen.pipeline.executors import BriefJob
+
+    bad = BriefJob(batch_id, 99, str(runner.workspace.root), None, simulate=True)
+    failed: dict[int, Any] = {}
+    RayExecutor(limits_name="limits-sim").run([bad], concurrency=1, on_done=lambda j, r: failed.__setitem__(j.idx, r))
+    assert isinstance(failed[99], InputError) and "no item 99" in str(failed[99])
 
 
 def _jobs(runner: Any, batch_id: str) -> list[Any]:
