@@ -388,9 +388,9 @@ class RayExecutor:
         width = max(1, min(concurrency, len(pending)))
         free: list[Any] = []
         self.workers = []
-        if self._use_actors(pending):
-            gpus = int(ray.cluster_resources().get("GPU", 0))
-            count = self.actors or (min(width, gpus) if self.actor_gpus else width)
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        if self._use_actors(pending) and not (self.actor_gpus and gpus < self.actor_gpus):
+            count = self.actors or (min(width, int(gpus // self.actor_gpus)) if self.actor_gpus else width)
             self.workers = self._start_actors(max(1, min(width, count)), limits)
             free = list(self.workers)
             width = len(free)
@@ -420,7 +420,7 @@ class RayExecutor:
                     except Exception as exc:  # the brief's error (a RayTaskError is also its cause's type), or lost
                         result = exc
                     on_done(job, result)
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C (or on_done failed): nothing is left running unseen
             self._cancel(running)
             raise
 
