@@ -154,7 +154,7 @@ class VendorLimits:
 
 def limits_actor(name: str = LIMITS_ACTOR, ttl_s: float = HOLD_TTL_S) -> Any:
     """The cluster's vendor-limits actor (created detached on first use; every driver and worker shares it)."""
-    remote = ray.remote(num_cpus=0, max_restarts=-1)(VendorLimits)
+    remote = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(VendorLimits)
     return remote.options(name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True).remote(ttl_s)
 
 
@@ -172,7 +172,13 @@ class RayLimiterBackend:
         self._thread: threading.Thread | None = None
 
     def acquire(self, name: str, units: int, capacity: int, timeout: float | None) -> object | None:
-        token = ray.get(self.actor.acquire.remote(name, units, capacity, timeout, self.pid, self.node))
+        try:
+            token = ray.get(self.actor.acquire.remote(name, units, capacity, timeout, self.pid, self.node))
+        except Exception as exc:  # the limits actor is gone for good: nothing was sent, the runner may retry
+            from image_gen.providers.base import RateLimited
+
+            raise RateLimited(f"cluster-wide vendor limits unavailable ({type(exc).__name__}); not sent",
+                              retry_after=5.0) from None
         if token is not None:
             with self._lock:
                 self._held.add(token)
