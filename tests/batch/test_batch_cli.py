@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.batch._support import prompts, rows, sim_config, sqlite_url, write
 from tests.core.helpers import invoke
 
@@ -76,3 +78,21 @@ def test_detach_returns_at_once_and_the_worker_finishes(tmp_path: Path, ws_path:
             break
         time.sleep(0.3)
     assert st["status"] == "completed", (st, Path(out["log"]).read_text())
+
+
+def test_resume_without_the_providers_key_is_bad_input(tmp_path: Path, ws_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from image_gen import api
+    from tests.batch._support import IDEOGRAM
+
+    cfg = write(tmp_path / "ideo.toml", IDEOGRAM)
+    monkeypatch.setenv("IDEOGRAM_API_KEY", "ideo-test-key")
+    monkeypatch.setenv("IDEOGRAM_BASE_URL", "http://127.0.0.1:9")  # never reached: nothing runs
+    bid = api.submit_batch(cfg, prompts(tmp_path, 2), workspace=ws_path)
+    monkeypatch.delenv("IDEOGRAM_API_KEY")
+    r = invoke("batch", "resume", bid, "--workspace", str(ws_path), "--json")
+    assert r.code == 2 and "NotConfigured" in r.stderr and "ideogram" in r.stderr
+    assert rows(sqlite_url(ws_path), "select count(*) from runs") == [(0,)]
+    assert invoke("batch", "submit", "--config", str(cfg), "--prompt-file", str(prompts(tmp_path, 1)),
+                  "--workspace", str(ws_path), "--json").code == 2  # submit checks it too, writing nothing
+    assert rows(sqlite_url(ws_path), "select count(*) from batches") == [(1,)]

@@ -26,7 +26,8 @@ BRIEFS, STAGES = 6, 2
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_killed_batch_resumes_with_no_call_paid_twice(backend: str, request: pytest.FixtureRequest, tmp_path: Path,
                                                       ws_path: Path, fake_ideogram: FakeIdeogram,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
     url = request.getfixturevalue("postgres_url") if backend == "postgres" else sqlite_url(ws_path)
     fake_ideogram.latency_s = 0.25
     extra = {"IDEOGRAM_API_KEY": IDEOGRAM_KEY, "IDEOGRAM_BASE_URL": fake_ideogram.url, "COLUMNS": "200"}
@@ -60,15 +61,23 @@ def test_killed_batch_resumes_with_no_call_paid_twice(backend: str, request: pyt
     assert set(calls) <= {"ok", "interrupted"}
     log = posts()
     by_digest = Counter(r.digest for r in log)
-    # the vendor saw each distinct request once, except those in flight at the kill, which the registry shows as
-    # interrupted (may have been billed) and which resume sent again; nothing that finished was sent twice
+    # the vendor saw each distinct request once, except those in flight at the kill: the registry shows each of
+    # those as interrupted (charged as may-have-been-billed) and resume sent it again; a call recorded as sent may
+    # not have reached the vendor before the kill, so the vendor's repeats are at most the interrupted calls.
+    # Nothing that finished was sent twice.
     assert len(by_digest) == calls["ok"] == BRIEFS * STAGES
-    assert len(log) - len(by_digest) == calls["interrupted"]
+    assert len(log) - len(by_digest) <= calls["interrupted"]
     assert fake_ideogram.billed_calls == len(log)
     ok_digests = [d for (d,) in rows(url, "select request_digest from calls where state = 'ok'")]
     assert len(ok_digests) == len(set(ok_digests))
     spend = rows(url, "select coalesce(sum(cost_usd), 0) from calls")[0][0]
-    assert abs(out["spend_usd"] - spend) < 1e-6 and abs(spend - fake_ideogram.billed_usd) < 1e-6
+    maybe = rows(url, "select coalesce(sum(cost_usd), 0) from calls where state = 'interrupted'")[0][0]
+    assert abs(out["spend_usd"] - spend) < 1e-6
+    assert fake_ideogram.billed_usd - 1e-6 <= spend <= fake_ideogram.billed_usd + maybe + 1e-6  # never under-counted
+    with capsys.disabled():
+        print(f"\n[batch kill/resume {backend}] items at the kill={dict(at_kill)} vendor requests={len(log)} "
+              f"distinct={len(by_digest)} interrupted calls={calls['interrupted']} repeated ok calls=0 "
+              f"registry spend=${spend:.4f} vendor billed=${fake_ideogram.billed_usd:.4f}")
 
 
 @pytest.mark.slow

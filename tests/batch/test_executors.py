@@ -58,3 +58,20 @@ def test_executor_names() -> None:
     assert err.value.field == "--executor"
     with pytest.raises(InputError):
         check_executor("local", "ray://head:10001")
+
+
+def test_gated_briefs_wait_and_the_batch_completes_once_approved(tmp_path: Path, ws_path: Path) -> None:
+    from tests.batch._support import write
+
+    cfg = write(tmp_path / "gated.toml", '[pipeline]\nstages = ["draft:ideogram-v1-turbo", "hires:imagen-4"]\n'
+                                         'width = 64\nheight = 64\n[pipeline.qa]\nenabled = false\n'
+                                         '[stage.hires]\ngate = "approval"\n[sim]\nlatency_scale = 0\n')
+    bid = api.submit_batch(cfg, prompts(tmp_path, 2), workspace=ws_path, simulate=True)
+    st = api.run_batch(bid, workspace=ws_path)
+    assert st.status == "awaiting_approval" and st.counts == {"awaiting_approval": 2} and st.failed == 0
+    for item in api.batch_status(bid, workspace=ws_path).items:
+        assert api.approve(item["run_id"], workspace=ws_path).status == "completed"
+    assert api.batch_status(bid, workspace=ws_path).counts == {"completed": 2}  # items read their runs' state
+    calls = rows(sqlite_url(ws_path), "select count(*) from calls")
+    assert api.run_batch(bid, workspace=ws_path).status == "completed"
+    assert rows(sqlite_url(ws_path), "select count(*) from calls") == calls

@@ -348,8 +348,8 @@ def run_item(job: BriefJob) -> dict[str, Any]:
     runner, reg = ctx.runner, ctx.runner.registry
     item = _item(reg, job.batch_id, job.idx)
     batch = find_batch(reg, job.batch_id)
-    if item.status in ITEM_DONE:
-        return _result(job, item.status, runner.outcome(item.run_id).to_dict() if item.run_id else None)
+    if item.run_id is None and item.status != "pending":  # cancelled before it started
+        return _result(job, item.status)
     if batch.status == "cancelled":
         with reg.session() as s:
             s.execute(update(BatchItem).where(BatchItem.id == item.id, BatchItem.status == "pending",
@@ -361,9 +361,11 @@ def run_item(job: BriefJob) -> dict[str, Any]:
         try:
             outcome = runner.start(brief_from_record(item.brief, item.idx), ctx.plans, batch=(job.batch_id, job.idx))
             return _result(job, _settle_item(reg, job.batch_id, job.idx, outcome.run_id), outcome.to_dict())
-        except ItemTaken:  # another process (or thread) started it first: resume or leave it, as below
+        except ItemTaken:  # another process started it first (resume or leave it, below), or a cancel came first
             item = _item(reg, job.batch_id, job.idx)
-    assert item.run_id is not None
+            batch = find_batch(reg, job.batch_id)
+            if item.run_id is None:
+                return _result(job, item.status)
     run = reg.get_run(item.run_id)
     if run is None:
         raise WorkFailed(f"batch {job.batch_id} item {job.idx}: its run {item.run_id} is missing")
@@ -394,7 +396,10 @@ Progress = Callable[[BatchStatus], None]
 def jobs_for(ws: Workspace, batch: Batch, *, registry_url: str | None = None) -> list[BriefJob]:
     from image_gen.pipeline.executors import BriefJob
 
-    todo = [it for it in items(ws.registry(), batch.id) if it.status not in ITEM_DONE]
+    reg = ws.registry()
+    with reg.reading() as s:  # an item's state is its run's (an item approved since may have failed since)
+        runs = dict(s.execute(select(Run.id, Run.status).where(Run.batch_id == batch.id)).tuples().all())
+    todo = [it for it in items(reg, batch.id) if runs.get(it.run_id or "", it.status) not in ITEM_DONE]
     return [BriefJob(batch_id=batch.id, idx=it.idx, workspace=str(ws.root), registry_url=registry_url,
                      simulate=batch.simulated, artifacts_url=getattr(ws, "artifacts_url", None)) for it in todo]
 
