@@ -365,18 +365,25 @@ def test_ctrl_c_stops_running_briefs_before_their_next_call_and_resume_finishes(
     runner, batch_id = submit(tmp_path / "ws", cfg, BRIEFS[:2], simulate=True)
     reg = runner.registry
 
-    def interrupt_once_both_run() -> None:
+    seen: dict[str, Any] = {}
+
+    def interrupt_once_a_call_is_done() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            with reg.reading() as s:
-                ok = s.query(Call).filter(Call.state == "ok").count()
-                running = s.query(Run).filter(Run.status == "running").count()
-            if running == 2 and ok >= 1:
+            try:
+                with reg.reading() as s:
+                    ok = s.query(Call).filter(Call.state == "ok").count()
+                    running = s.query(Run).filter(Run.status == "running").count()
+            except Exception as exc:  # a busy SQLite file: look again
+                seen["error"] = exc
+                continue
+            if running >= 1 and ok >= 1:
+                seen["running"] = running
                 _thread.interrupt_main()
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
 
-    watcher = threading.Thread(target=interrupt_once_both_run, daemon=True)
+    watcher = threading.Thread(target=interrupt_once_a_call_is_done, daemon=True)
     watcher.start()
     with pytest.raises(KeyboardInterrupt):
         run(RayExecutor(limits_name="limits-ctrl-c"), runner, batch_id, concurrency=2)
@@ -384,7 +391,8 @@ def test_ctrl_c_stops_running_briefs_before_their_next_call_and_resume_finishes(
     with reg.reading() as s:
         states = sorted(r.status for r in s.query(Run))
         ok_before = {(c.run_id, c.request_digest) for c in s.query(Call).filter(Call.state == "ok")}
-    assert states == ["interrupted", "interrupted"]
+    assert "running" in seen, seen
+    assert "running" not in states and "interrupted" in states, states
     assert ok_before
 
     st = run_batch(runner.workspace, batch_id, executor="ray", concurrency=2)
@@ -395,3 +403,5 @@ def test_ctrl_c_stops_running_briefs_before_their_next_call_and_resume_finishes(
     with reg.reading() as s:
         ok_after = {(c.run_id, c.request_digest) for c in s.query(Call).filter(Call.state == "ok")}
     assert ok_before < ok_after and len(ok_after) == 6
+    with reg.reading() as s:
+        assert sorted(r.status for r in s.query(Run)) == ["completed", "completed"]
