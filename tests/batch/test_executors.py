@@ -75,3 +75,17 @@ def test_gated_briefs_wait_and_the_batch_completes_once_approved(tmp_path: Path,
     calls = rows(sqlite_url(ws_path), "select count(*) from calls")
     assert api.run_batch(bid, workspace=ws_path).status == "completed"
     assert rows(sqlite_url(ws_path), "select count(*) from calls") == calls
+
+
+@pytest.mark.slow
+def test_run_job_in_another_process(tmp_path: Path, ws_path: Path) -> None:
+    """What a remote executor does: the job crosses a process boundary (pickled), the worker opens the registry
+    itself and runs the brief; the result comes back as plain data."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    bid = api.submit_batch(sim_config(tmp_path), prompts(tmp_path, 1), workspace=ws_path, simulate=True)
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        out = pool.submit(run_job, BriefJob(bid, 0, str(ws_path), None, simulate=True)).result(timeout=120)
+    assert out["status"] == "completed" and out["item_status"] == "completed"
+    assert rows(sqlite_url(ws_path), "select status, run_id from batch_items") == [("completed", out["run_id"])]
