@@ -33,6 +33,7 @@ from typing import ClassVar
 
 import httpx
 
+from image_gen.providers import _limits
 from image_gen.providers._deadline import MAX_ANSWER_BYTES as MAX_ANSWER_BYTES
 from image_gen.providers._deadline import Deadline as Deadline
 from image_gen.providers._deadline import DeadlineTransport as DeadlineTransport
@@ -295,8 +296,9 @@ class KeyedProvider:
                 f"deadline ({deadline.describe()}); not sent",
                 retry_after=1.0,
             )
-        try:
-            yield
+        try:  # and, where a limiter backend is installed (a Ray worker), one of the vendor's places cluster-wide
+            with _limits.backend_hold(f"slots:{self.name}", 1, self.settings.max_concurrency, deadline.remaining()):
+                yield
         finally:
             self._slots.release()
 

@@ -1,7 +1,11 @@
 """Client-side limits of a vendor account: in-flight units and start rates, shared process-wide per key.
 
 ``WeightedLimiter`` bounds the units in flight, ``RateWindow`` the starts per period; ``shared_limiter`` and
-``shared_rate_window`` hand out one of each per vendor and key fingerprint (never the key itself)."""
+``shared_rate_window`` hand out one of each per vendor and key fingerprint (never the key itself).
+
+A process may also install a *limiter backend* (``install_backend``): a place shared by several processes or
+machines (the Ray executor installs one held by a cluster-wide actor) that every named hold also acquires from, after
+the in-process limit, so a vendor's limit holds across the whole cluster. Providers know nothing of it."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from image_gen.providers._deadline import Deadline
 from image_gen.providers.base import RateLimited
@@ -22,6 +26,49 @@ def key_fingerprint(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
+class LimiterBackend(Protocol):
+    """Places shared beyond this process. ``acquire`` returns a token, or None when no place came free within
+    ``timeout`` seconds (None: wait as long as it takes); ``capacity`` is the limit the caller knows (the latest
+    one counts)."""
+
+    def acquire(self, name: str, units: int, capacity: int, timeout: float | None) -> object | None: ...
+
+    def release(self, token: object) -> None: ...
+
+
+_BACKEND: LimiterBackend | None = None
+
+
+def install_backend(backend: LimiterBackend | None) -> LimiterBackend | None:
+    """Make every named hold of this process also acquire from ``backend`` (None: in-process limits only);
+    returns the backend installed before."""
+    global _BACKEND
+    previous, _BACKEND = _BACKEND, backend
+    return previous
+
+
+def installed_backend() -> LimiterBackend | None:
+    return _BACKEND
+
+
+@contextmanager
+def backend_hold(name: str, units: int, capacity: int, timeout: float | None) -> Iterator[None]:
+    """Hold ``units`` of the shared limit ``name`` in the installed backend for the block (nothing without one);
+    ``RateLimited`` (nothing was sent) when no place came free in time."""
+    backend = _BACKEND
+    if backend is None:
+        yield
+        return
+    token = backend.acquire(name, max(1, units), max(1, capacity), timeout)
+    if token is None:
+        raise RateLimited(f"shared limit {name}: no free place in time (capacity {capacity}); not sent",
+                          retry_after=1.0)
+    try:
+        yield
+    finally:
+        backend.release(token)
+
+
 class WeightedLimiter:
     """At most ``capacity`` units in flight; a request for n units waits until n are free.
 
@@ -29,9 +76,11 @@ class WeightedLimiter:
     waiting for ever. ``capacity`` may be lowered or raised while in use (the vendor told us its limit).
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, name: str | None = None) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
+        self.name = name
+        """The name of this limit in an installed limiter backend (None: this process only)."""
         self._capacity = capacity
         self._used = 0
         self._cond = threading.Condition()
@@ -70,9 +119,16 @@ class WeightedLimiter:
 
     @contextmanager
     def hold(self, units: int, timeout: float | None = None) -> Iterator[int]:
+        """Hold ``units`` here and, for a named limiter, in the installed backend too (within the same timeout)."""
+        started = time.monotonic()
         taken = self.acquire(units, timeout)
         try:
-            yield taken
+            if self.name is None:
+                yield taken
+            else:
+                left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+                with backend_hold(self.name, taken, self._capacity, left):
+                    yield taken
         finally:
             self.release(taken)
 
@@ -119,7 +175,7 @@ def shared_limiter(vendor: str, key: str, capacity: int) -> WeightedLimiter:
     with _SHARED_LOCK:
         lim = _SHARED.get(ident)
         if lim is None:
-            lim = _SHARED[ident] = WeightedLimiter(capacity)
+            lim = _SHARED[ident] = WeightedLimiter(capacity, name=":".join(ident))
         return lim  # type: ignore[no-any-return]
 
 
