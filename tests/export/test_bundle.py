@@ -126,7 +126,7 @@ def test_changed_rendition_fails_and_writes_nothing(made: Made, tmp_path: Path) 
         rend = renditions(ws.registry(), made.runs[2])[0]
     finally:
         ws.close()
-    path = Path(rend.path)
+    path = Path(rend.path) if Path(rend.path).is_absolute() else made.ws / rend.path  # the store's location
     original = path.read_bytes()
     out = tmp_path / "out" / "bundle.zip"
     try:
