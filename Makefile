@@ -60,6 +60,7 @@ bench:
 	$(BIN)/python benchmarks/bench_tiling.py
 	$(BIN)/python benchmarks/bench_local_tiling.py
 	$(BIN)/python benchmarks/bench_studio.py
+	$(BIN)/python benchmarks/bench_throughput.py
 
 clean:
 	rm -rf $(WS) .pytest_cache .mypy_cache .ruff_cache
