@@ -290,7 +290,7 @@ def _context(job: BriefJob) -> _Context:
     key = (job.workspace, job.registry_url, job.artifacts_url, job.batch_id, job.simulate)
     with _CONTEXT_LOCK:  # built once per process: the first job of a batch opens the registry, the others wait
         ctx = _CONTEXTS.get(key)
-        if ctx is None:
+        if ctx is None or ctx.runner.stop.is_set():  # a runner stopped by Ctrl-C runs nothing more: build anew
             ws = _workspace(job)
             batch = find_batch(ws.registry(), job.batch_id)
             runner = runner_for_batch(ws, batch, simulate=job.simulate)

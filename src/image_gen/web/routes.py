@@ -5,6 +5,7 @@ Every action calls ``image_gen.api`` as the CLI does; work that runs stages runs
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import tempfile
@@ -438,7 +439,7 @@ async def _prompt_briefs(data: dict[str, Any]) -> list[Any]:
         raise InputError("give prompts (one per line) or a prompt file", field="prompts")
     if len(briefs) > MAX_BRIEFS:
         raise InputError(f"at most {MAX_BRIEFS} briefs at once", field="prompts")
-    return [api.Brief(b.prompt, b.negative_prompt, b.expect_text, index=i) for i, b in enumerate(briefs)]
+    return [dataclasses.replace(b, index=i) for i, b in enumerate(briefs)]  # a file's size, seed, channel kept
 
 
 async def api_batches(request: Request) -> Response:
