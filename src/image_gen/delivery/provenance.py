@@ -10,8 +10,9 @@ C2PA manifest.
   user's certificate through ``c2pa-python``, whose ``c2pa.actions.v2`` assertion lists each model that touched the
   asset (``c2pa.created`` by the first, ``c2pa.edited`` by each after it, each with the IPTC digital source type)
   and image-gen's crop/resize, plus an ``org.image-gen.rendition`` assertion with the run, channel and models.
-  c2pa-rs refuses a self-signed signing certificate: the chain must be a leaf (digitalSignature, an extended key
-  usage such as emailProtection) issued by a CA, leaf first in the PEM file. A reader reports such a manifest
+  c2pa-rs signs with a self-made certificate (even a self-signed one) only when it has the digitalSignature key
+  usage, an extended key usage (emailProtection, or C2PA's own) and an authority key identifier; otherwise it says
+  "the certificate is invalid". The PEM file lists the leaf first, then its CA(s). A reader reports such a manifest
   ``Valid`` (signature and hashes check) and ``Trusted`` only when its root is among the reader's trust anchors.
 """
 
