@@ -65,7 +65,8 @@ class Frame:
 
 
 def saliency_map(image: Image.Image, side: int = SALIENCY_SIDE) -> np.ndarray:
-    """Saliency in 0..1 at the image's full size (float32, H x W)."""
+    """Saliency in 0..1 (float32) on a grid whose longer side is ``side``, the image's aspect ratio kept:
+    :func:`plan_frame` scales windows onto it, so the map never needs the image's full size."""
     import cv2
     import numpy as np
 
@@ -84,9 +85,7 @@ def saliency_map(image: Image.Image, side: int = SALIENCY_SIDE) -> np.ndarray:
     lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
     contrast = np.linalg.norm(lab - lab.reshape(-1, 3).mean(axis=0), axis=2)
     contrast = cv2.GaussianBlur(contrast, (0, 0), sigmaX=max(1.0, 0.02 * side))
-    out = _unit(sal) + _unit(contrast)
-    out = _unit(out)
-    return cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
+    return _unit(_unit(sal) + _unit(contrast)).astype(np.float32)
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
@@ -162,12 +161,16 @@ def _best_offset(offsets: tuple[range, range], ww: int, wh: int, saliency: np.nd
     xs, ys = offsets
     if saliency is None:
         return xs[len(xs) // 2], ys[len(ys) // 2], None
-    integral = np.zeros((ih + 1, iw + 1), dtype=np.float64)
+    sh, sw = saliency.shape
+    integral = np.zeros((sh + 1, sw + 1), dtype=np.float64)
     integral[1:, 1:] = saliency.astype(np.float64).cumsum(0).cumsum(1)
     total = float(integral[-1, -1]) or 1.0
+    # window edges in saliency-grid cells (the map may be smaller than the image)
     x = np.asarray(xs)[None, :]
     y = np.asarray(ys)[:, None]
-    sums = integral[y + wh, x + ww] - integral[y, x + ww] - integral[y + wh, x] + integral[y, x]
+    gx0, gx1 = np.rint(x * sw / iw).astype(int), np.rint((x + ww) * sw / iw).astype(int)
+    gy0, gy1 = np.rint(y * sh / ih).astype(int), np.rint((y + wh) * sh / ih).astype(int)
+    sums = integral[gy1, gx1] - integral[gy0, gx1] - integral[gy1, gx0] + integral[gy0, gx0]
     cy, cx = (len(ys) - 1) / 2, (len(xs) - 1) / 2
     dist = (np.arange(len(ys))[:, None] - cy) ** 2 + (np.arange(len(xs))[None, :] - cx) ** 2
     best = sums.max()

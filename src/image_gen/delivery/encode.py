@@ -24,6 +24,8 @@ PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF"}
 MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "avif": "image/avif"}
 XMP_PNG_KEY = "XML:com.adobe.xmp"
 PNG_MIN_COLOURS = 2
+WEBP_METHOD = 3
+"""libwebp's effort (0-6, default 4): 3 is about a third faster than 4 for a percent or two more bytes."""
 
 
 class BudgetError(ValueError):
@@ -117,7 +119,7 @@ def encode(image: Image.Image, fmt: str, quality: int | None, meta: Metadata, *,
         image.save(buf, format="JPEG", quality=q, optimize=True, progressive=True,
                    subsampling="4:4:4" if q >= 90 else "4:2:0", **kwargs)
     elif fmt == "webp":
-        image.save(buf, format="WEBP", quality=q, method=4, **kwargs)
+        image.save(buf, format="WEBP", quality=q, method=WEBP_METHOD, **kwargs)
     elif fmt == "avif":
         image.save(buf, format="AVIF", quality=q, speed=8, **kwargs)
     else:
