@@ -4,8 +4,8 @@ stays within its byte budget and carries its provenance.
 
 To keep the test fast the pipeline's final is 384 px (the demo's is 2048) and the four channels are the presets
 scaled to that final (same names, aspect ratios, formats and bytes per pixel, sized to their crop window of the
-384 px final: ``[channels.NAME]`` replaces a preset), as the full-size presets are near 1:1 crops of a 2048 final. ``tools/delivery_demo.py`` runs the
-full-size demo.
+384 px final: ``[channels.NAME]`` replaces a preset), as the full-size presets are near 1:1 crops of a 2048 final.
+``tools/delivery_demo.py`` runs the full-size demo.
 """
 
 from __future__ import annotations
