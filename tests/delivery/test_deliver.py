@@ -72,8 +72,12 @@ def test_cli_json_and_exit_1_when_a_rendition_fails_qa(run: dict[str, Any], tmp_
     rows = {r.channel: r for r in _rows(run["workspace"], run["run_id"]) if Path(r.path).parent == out.resolve()}
     assert rows["stamp"].qa_passed is False and Path(rows["stamp"].path).is_file()
     plain = invoke("deliver", run["run_id"], "--channel", "square", "--out-dir", str(out),
-                   "--workspace", str(run["ws"]))
+                   "--workspace", str(run["ws"]), "--sheet", str(tmp_path / "sheet.png"))
     assert plain.code == 0 and "pass square" in plain.stdout
+    from PIL import Image
+
+    with Image.open(tmp_path / "sheet.png") as sheet:
+        assert sheet.width > 200 and sheet.height > 200
 
 
 def test_unmeetable_budget_fails_clearly_with_no_file_and_no_row(run: dict[str, Any], tmp_path: Path) -> None:

@@ -17,11 +17,13 @@ from image_gen.cli._common import EXIT_FAILED, emit_json, json_option, qa_word, 
                    "repeat for several.")
 @click.option("--out-dir", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for the files (default: <workspace>/deliveries).")
+@click.option("--sheet", type=click.Path(dir_okay=False), default=None, metavar="PNG",
+              help="Also write a contact sheet of the renditions (QA, bytes vs budget, quality, encodes).")
 @click.option("--no-qa", is_flag=True, help="Skip QA on the renditions (not recommended).")
 @workspace_option
 @json_option
-def deliver(run_id: str, channels: tuple[str, ...], out_dir: str | None, no_qa: bool, workspace: str | None,
-            registry_url: str | None, as_json: bool) -> None:
+def deliver(run_id: str, channels: tuple[str, ...], out_dir: str | None, sheet: str | None, no_qa: bool,
+            workspace: str | None, registry_url: str | None, as_json: bool) -> None:
     """Render RUN's final asset for each --channel into --out-dir: text-aware crop, resample, encode within the
     channel's byte budget, XMP/A1111 (and C2PA when configured) provenance, QA on every file.
 
@@ -33,6 +35,13 @@ def deliver(run_id: str, channels: tuple[str, ...], out_dir: str | None, no_qa: 
 
     ws = existing_workspace(workspace, registry_url)
     result = api.deliver(run_id, list(channels), out_dir, workspace=ws, qa=not no_qa)
+    if sheet:
+        from image_gen.delivery.sheet import rendition_sheet
+        from image_gen.imaging.labels import label_texts
+
+        run = ws.existing_registry().find_run(result.run_id)
+        labels = {run.id: " / ".join(label_texts(run.prompt)) or run.id}
+        rendition_sheet([result], labels, title=f"Renditions of run {run.id}").save(sheet)
     if as_json:
         emit_json(result.to_dict())
     else:
