@@ -4,9 +4,8 @@ and the budget search's encodes per rendition.
     python benchmarks/bench_delivery.py [--repeat 3] [--budget-scales 1.0 0.25] [--qa]
 
 The final asset is the simulator's render (defects off) of the first demo brief at 2048x2048, rendered once
-and not timed. The
-channels are the presets web-hero, square, portrait and story with their byte budgets (times each of
---budget-scales: 1.0 is the presets' budgets, which WebP meets at its first quality; 0.25 makes the bisection
+and not timed. The channels are the presets web-hero, square, portrait and story with their byte budgets (times
+each of --budget-scales: 1.0 is the presets' budgets, which WebP meets at its first quality; 0.25 makes the bisection
 work), all in WebP. Timed per rendition: the smart crop (saliency once per delivery), Lanczos resample, the encode
 with the bisection on quality, the file write and its registry row; --qa adds QA on every rendition (OCR, softness).
 """
