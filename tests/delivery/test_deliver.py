@@ -197,3 +197,12 @@ def test_user_channel_replaces_a_preset_and_jpg_reads_as_jpeg() -> None:
                                     "banner": {"width": 600, "height": 200, "format": "webp", "dpi": 150}}})
     assert cfg.channels["square"].width == 800 and cfg.channels["square"].format == "jpeg"
     assert [s.model for _, s in cfg.stage_specs()] == ["sim:sd3.5-medium"]  # deliver is no stage setting
+
+
+def test_no_workspace_or_no_run_is_bad_input_and_creates_nothing(run: dict[str, Any], tmp_path: Path) -> None:
+    r = invoke("deliver", "abcd", "--channel", "square", "--workspace", str(tmp_path / "missing"),
+               "--out-dir", str(tmp_path / "out"))
+    assert r.code == 2 and not (tmp_path / "missing").exists() and not (tmp_path / "out").exists()
+    r = invoke("deliver", "nope", "--channel", "square", "--workspace", str(run["ws"]), "--out-dir",
+               str(tmp_path / "out"), "--json")
+    assert r.code == 2 and "nope" in json.loads(r.stderr)["error"]["message"] and not (tmp_path / "out").exists()
