@@ -41,6 +41,7 @@ __all__ = [
     "RunOutcome",
     "approve",
     "cancel",
+    "deliver",
     "estimate",
     "export_bundle",
     "export_mlflow",
@@ -148,7 +149,27 @@ def make_runner(cfg: Config, *, workspace: WorkspaceArg = None,
                 artifacts_url: str | None = None) -> Runner:
     ws = open_workspace(workspace, registry_url, cfg=cfg, config_source=config_source, artifacts_url=artifacts_url)
     sim = simulate if simulate is not None else _env_simulate()
-    return Runner(ws, cfg, simulate=sim, config_source=config_source, events=events)
+    return _with_delivery(Runner(ws, cfg, simulate=sim, config_source=config_source, events=events))
+
+
+def _with_delivery(runner: Runner) -> Runner:
+    """A pipeline with ``deliver = [...]`` makes its renditions whenever a run completes (also after approval)."""
+    if runner.config.pipeline.deliver:
+        from image_gen.delivery.deliver import attach
+
+        attach(runner)
+    return runner
+
+
+def deliver(run_id: str, channels: Iterable[str], out_dir: str | os.PathLike[str] | None = None, *,
+            workspace: WorkspaceArg = None, registry_url: str | None = None, qa: bool = True,
+            events: Events | None = None) -> Any:
+    """Renditions of a completed run's final asset for ``channels`` (presets or the run's ``[channels.NAME]``)
+    into ``out_dir`` (default ``<workspace>/deliveries``): a ``DeliveryResult``, one ``RenditionResult`` each."""
+    from image_gen.delivery.deliver import Deliverer
+
+    runner = runner_for_run(run_id, workspace=workspace, events=events, registry_url=registry_url)
+    return Deliverer(runner.workspace, runner=runner, qa=qa).deliver(run_id, list(channels), out_dir)
 
 
 def run_pipeline(config: Config | Mapping[str, Any] | str | os.PathLike[str],
@@ -260,7 +281,7 @@ def runner_for_run(run_id: str, *, workspace: WorkspaceArg = None, events: Event
         ws.adopt_artifacts_url(recorded, f"run {run.id}: artifacts_url")
     simulate = bool(snapshot.get("simulate"))
     cfg = load_config(snapshot)
-    return Runner(ws, cfg, simulate=simulate, config_source=run.config_source, events=events)
+    return _with_delivery(Runner(ws, cfg, simulate=simulate, config_source=run.config_source, events=events))
 
 
 def export_bundle(ids: str | Iterable[str], out: str | os.PathLike[str], *, workspace: WorkspaceArg = None,

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from image_gen.adapter_table import adapter_names
+from image_gen.channels import ChannelSettings, check_channel_name, known_channels, unknown_channel_message
 from image_gen.errors import ConfigError
 
 STAGED = "staged-selection"
@@ -179,6 +180,27 @@ class PipelineSettings(StageSettings):
         description="Recorded stage latencies a model needs at a size before the estimate uses them instead of the "
         "catalog's typical latency",
     )
+    deliver: list[str] = Field(default_factory=list, description='Channels rendered when a run completes, e.g. '
+                               '["web-hero", "square"] (presets or [channels.NAME])')
+
+
+_NOT_STAGE = {"model", "stages", "deliver", *SLA_FIELDS}
+"""Fields of ``[pipeline]`` that are not stage defaults."""
+
+
+class ProvenanceSettings(_Strict):
+    """``[provenance]``: what every rendition says about where it came from (XMP and A1111 are always written)."""
+
+    c2pa_cert: str | None = Field(default=None, description="PEM certificate chain (signer first) for C2PA manifests")
+    c2pa_key: str | None = Field(default=None, description="PEM private key of the C2PA signing certificate")
+    c2pa_tsa_url: str | None = Field(default=None, description="RFC 3161 time-stamp authority URL (optional)")
+
+    @model_validator(mode="after")
+    def _pair(self) -> ProvenanceSettings:
+        if (self.c2pa_cert is None) != (self.c2pa_key is None):
+            missing = "c2pa_key" if self.c2pa_key is None else "c2pa_cert"
+            raise FieldError(missing, "expected c2pa_cert and c2pa_key together (a certificate chain and its key)")
+        return self
 
 
 class BudgetSettings(_Strict):
@@ -293,6 +315,8 @@ class Config(_Strict):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     stage: dict[str, StageSettings] = Field(default_factory=dict, description="Per-stage settings by stage name")
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    channels: dict[str, ChannelSettings] = Field(default_factory=dict, description="Delivery channels by name")
+    provenance: ProvenanceSettings = Field(default_factory=ProvenanceSettings)
     models: dict[str, ModelOverride] = Field(default_factory=dict, description="Catalog additions and overrides")
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     sim: SimSettings = Field(default_factory=SimSettings)
@@ -348,7 +372,19 @@ class Config(_Strict):
                 raise FieldError("stage", f"expected at most one [stage.<name>] section: pipeline.model = "
                                  f"{self.pipeline.model!r} runs one stage (got {', '.join(self.stage)})")
         self._check_merged()
+        self._check_channels()
         return self
+
+    def _check_channels(self) -> None:
+        for name in self.channels:
+            try:
+                check_channel_name(name)
+            except ValueError as exc:
+                raise FieldError(f"channels.{name}", str(exc)) from None
+        known = known_channels(self.channels)
+        for i, name in enumerate(self.pipeline.deliver):
+            if name not in known:
+                raise FieldError(f"pipeline.deliver[{i}]", unknown_channel_message(name, self.channels))
 
     def _origin(self, name: str, field: str) -> str:
         """Where a stage's merged setting was written: its own section, else the pipeline defaults."""
@@ -361,7 +397,7 @@ class Config(_Strict):
 
     def _check_merged(self) -> None:
         """Checks of a stage's settings merged over the pipeline defaults (a pair may come from two sections)."""
-        defaults = self.pipeline.model_dump(exclude={"model", "stages", *SLA_FIELDS}, exclude_none=True)
+        defaults = self.pipeline.model_dump(exclude=_NOT_STAGE, exclude_none=True)
         sections = [(n, st) for n, st in self.stage.items()] or [("main", StageSettings())]
         for name, own in sections:
             merged = {**defaults, **own.model_dump(exclude_none=True)}
@@ -378,7 +414,7 @@ class Config(_Strict):
 
     def stage_specs(self) -> list[tuple[str, StageSettings]]:
         """The stages in order, each with its settings merged over the pipeline defaults."""
-        defaults = self.pipeline.model_dump(exclude={"model", "stages", *SLA_FIELDS}, exclude_none=True)
+        defaults = self.pipeline.model_dump(exclude=_NOT_STAGE, exclude_none=True)
         if self.pipeline.model not in (STAGED, None):
             # A single model or the baseline: one stage named "main" unless a [stage.X] names it.
             (name, own) = next(iter(self.stage.items())) if self.stage else ("main", StageSettings())

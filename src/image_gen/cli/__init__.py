@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "providers": ("image_gen.cli.providers_cmd:providers", "Say which providers are configured (never a key)."),
     "finish": ("image_gen.cli.finish_cmd:finish", "Run a finishing config (upscale, adapters, QA) on an image."),
     "upscale": ("image_gen.cli.finish_cmd:upscale", "Upscale an image 2x/4x in blended tiles through a model."),
+    "deliver": ("image_gen.cli.deliver_cmd:deliver", "Channel renditions of a run: crop, format, byte budget, "
+                "provenance, QA."),
     "qa": ("image_gen.cli.qa_cmd:qa", "Check image files: label text (OCR), softness, size; exit 1 on a fail."),
     "export": ("image_gen.cli.export_cmd:export", "Export runs or batches: a zip (manifest, contact sheet) or MLflow."),
     "report": ("image_gen.cli.report_cmd:report", "Compare two pipelines on the same briefs: Markdown/HTML report."),

@@ -283,7 +283,13 @@ def runner_for_batch(ws: Workspace, batch: Batch, *, simulate: bool | None = Non
     snapshot.pop("simulate", None)
     cfg: Config = load_config(snapshot)
     sim = batch.simulated if simulate is None else simulate
-    return Runner(ws, cfg, simulate=sim, config_source=batch.config_source)
+    runner = Runner(ws, cfg, simulate=sim, config_source=batch.config_source)
+    if cfg.pipeline.deliver:
+        # a worker process is its own composition root: the batch's runs deliver their channels as api.make_runner's
+        from image_gen.delivery.deliver import attach
+
+        attach(runner)
+    return runner
 
 
 def _context(job: BriefJob) -> _Context:

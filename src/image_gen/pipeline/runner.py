@@ -145,6 +145,8 @@ class Runner:
                                self.history)
         self._leases: Leases | None = None
         self._calls: CallMaker | None = None
+        self.on_complete: Callable[[str], list[str]] | None = None
+        """Called with the run id when a run completes (delivery hooks in here from above); returns warnings."""
 
     # -- composition ----------------------------------------------------------------------------------------------
     @property
@@ -512,6 +514,8 @@ class Runner:
         outcome = self.outcome(run_id)
         outcome.error_kind = error_kind
         outcome.warnings = [w for p in plans for w in p.warnings]
+        if self.on_complete is not None and outcome.status == "completed":
+            outcome.warnings.extend(self.on_complete(run_id))
         self.events("run_end", outcome.to_dict())
         return outcome
 

@@ -96,3 +96,43 @@ def _fit(d: Any, text: str, font: Any, width: float) -> str:
     while text and d.textlength(text + "…", font=font) > width:
         text = text[:-1]
     return text + "…"
+
+
+def grid_sheet(title: str, rows: list[tuple[str, list[tuple[Image.Image | None, list[str], bool | None]]]],
+               sim: bool, thumb: int = THUMB) -> Image.Image:
+    """A generic contact sheet: one row per label, one cell per (image, caption lines, passed) with the image
+    fitted in a ``thumb`` box (aspect kept), framed green (pass), red (fail) or grey (not checked)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    cols = max((len(cells) for _, cells in rows), default=1)
+    lines = max((len(c[1]) for _, cells in rows for c in cells), default=1)
+    label_w, pad, head_h = 150, 10, 70 if sim else 46
+    cap_h = 8 + 16 * lines
+    width = label_w + cols * (thumb + pad) + pad
+    height = head_h + len(rows) * (thumb + cap_h + pad) + pad
+    sheet = Image.new("RGB", (width, height), (250, 250, 248))
+    d = ImageDraw.Draw(sheet)
+    f_title = ImageFont.load_default(size=16)
+    f_cell = ImageFont.load_default(size=12)
+    d.text((pad, 8), _fit(d, title, f_title, width - 2 * pad), font=f_title, fill=(20, 20, 20))
+    if sim:
+        d.rectangle((0, 34, width, 62), fill=(255, 243, 205))
+        d.text((pad, 39), "SIMULATED: offline simulator output, not the vendors' models", font=f_title,
+               fill=(160, 90, 0))
+    y = head_h
+    for label, cells in rows:
+        d.text((pad, y + 8), _fit(d, label, f_title, label_w - pad), font=f_title, fill=(20, 20, 20))
+        x = label_w
+        for image, caption, passed in cells:
+            colour = {True: (0, 120, 0), False: (180, 0, 0), None: (90, 90, 90)}[passed]
+            if image is not None:
+                cell = image.convert("RGB")
+                cell.thumbnail((thumb, thumb), Image.Resampling.LANCZOS)
+                sheet.paste(cell, (x + (thumb - cell.width) // 2, y + (thumb - cell.height) // 2))
+            d.rectangle((x - 1, y - 1, x + thumb, y + thumb), outline=colour, width=2)
+            for k, text in enumerate(caption):
+                d.text((x, y + thumb + 4 + 16 * k), _fit(d, text, f_cell, thumb), font=f_cell,
+                       fill=colour if k == 0 else (40, 40, 40))
+            x += thumb + pad
+        y += thumb + cap_h + pad
+    return sheet
