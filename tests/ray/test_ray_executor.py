@@ -221,7 +221,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_no_call(
     two requests in flight, and no vendor saw a billed request twice."""
     from image_gen.pipeline.executors_ray import RayExecutor
 
-    fake_ideogram.latency_s = 1.0  # a wait for the one place long enough to be seen by the poll below on a loaded machine
+    fake_ideogram.latency_s = 1.0  # a wait for the one place long enough for the poll below on a loaded machine
     fake_ideogram.peak_inflight = 0
     cfg = tmp_path / "vendors.toml"
     cfg.write_text(VENDOR_STAGED)
