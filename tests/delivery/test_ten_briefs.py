@@ -80,3 +80,22 @@ def test_every_file_is_within_budget_and_is_what_the_row_says(delivered: dict[st
 def test_no_stray_files(delivered: dict[str, Any]) -> None:
     files = sorted(p.name for p in (delivered["ws"] / "deliveries").iterdir())
     assert files == sorted(Path(r.path).name for r in delivered["rows"])
+
+
+def test_the_export_bundle_of_the_ten_runs_matches_their_renditions(delivered: dict[str, Any],
+                                                                     tmp_path: Path) -> None:
+    """``image-gen export`` of the ten delivered runs: the bundle's manifest describes exactly the files in the zip
+    (checked byte for byte), and they are the forty renditions the registry recorded, each with its passing QA."""
+    from tests.export.test_bundle import check_bundle
+
+    runs = [o.run_id for o in delivered["outcomes"]]
+    bundle = api.export_bundle(runs, tmp_path / "bundle.zip", workspace=str(delivered["ws"]))
+    manifest, zf = check_bundle(bundle.path)
+    rows = {(r.run_id, r.channel): r for r in delivered["rows"]}
+    assert len(manifest["files"]) == len(rows) == 40
+    for f in manifest["files"]:
+        rendition = rows[(f["run_id"], f["channel"])]
+        assert f["sha256"] == rendition.sha256 and f["bytes"] == rendition.size_bytes
+        assert (f["width"], f["height"]) == (rendition.width, rendition.height)
+        assert f["rendition_qa"] == "pass"
+    zf.close()

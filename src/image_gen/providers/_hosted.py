@@ -195,3 +195,19 @@ def poll_error(resp: httpx.Response) -> float | None:
     if resp.status_code == 408 or resp.status_code >= 500:
         return 0.5
     return None
+
+
+def answer_json(resp: httpx.Response, vendor: str, key: str, what: str, request_id: str | None) -> dict[str, Any]:
+    """The JSON object of a host's answer; anything else is ``Transient(maybe_billed)`` (the request reached it)."""
+    try:
+        data = resp.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise Transient(
+            f"{vendor}: the answer to {what} was not a JSON object ({len(resp.content)} bytes: "
+            f"{_http.body_snippet(resp, 80, (key,))!r}); may have been billed",
+            maybe_billed=True,
+            request_id=request_id,
+        )
+    return data

@@ -89,7 +89,7 @@ class FalProvider(_http.HttpProvider):
             )
             if resp.status_code >= 400:
                 raise _http.error_from_status(resp, VENDOR, secrets=(key,))
-            queued = _json(resp, key, "the submission", None)
+            queued = _hosted.answer_json(resp, VENDOR, key, "the submission", None)
             request_id = str(queued.get("request_id") or "")
             if not request_id:
                 raise Transient("fal: the submission's answer had no request_id; may have been billed",
@@ -103,7 +103,7 @@ class FalProvider(_http.HttpProvider):
                               what="GET the result", headers=headers)
             if resp.status_code >= 400:
                 raise self._run_error(resp, key, request_id)
-            output = _json(resp, key, "the result", request_id)
+            output = _hosted.answer_json(resp, VENDOR, key, "the result", request_id)
             result = self._result(request, output, status, deadline, request_id, body, dropped)
         result.latency_s = time.monotonic() - started
         return result
@@ -137,7 +137,7 @@ class FalProvider(_http.HttpProvider):
                     raise _after_submit(_http.error_from_status(resp, VENDOR, secrets=(key,)), request_id)
                 wait = max(interval, retry)
             elif resp is not None:
-                status = _json(resp, key, "a status poll", request_id)
+                status = _hosted.answer_json(resp, VENDOR, key, "a status poll", request_id)
                 last = str(status.get("status") or "")
                 if last == "COMPLETED":
                     status["polls"] = polls
@@ -209,20 +209,6 @@ class FalProvider(_http.HttpProvider):
             meta["timings"] = output["timings"]
         return ImageResult(images=images, seed=seed, request_id=request_id, cost_usd=None, metadata=meta)
 
-
-def _json(resp: httpx.Response, key: str, what: str, request_id: str | None) -> dict[str, Any]:
-    try:
-        data = resp.json()
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        raise Transient(
-            f"fal: the answer to {what} was not a JSON object ({len(resp.content)} bytes: "
-            f"{_http.body_snippet(resp, 80, (key,))!r}); may have been billed",
-            maybe_billed=True,
-            request_id=request_id,
-        )
-    return data
 
 
 def _after_submit(err: ProviderError, request_id: str) -> ProviderError:

@@ -95,7 +95,7 @@ class ReplicateProvider(_http.HttpProvider):
             )
             if resp.status_code >= 400:
                 raise _http.error_from_status(resp, VENDOR, secrets=(key,))
-            prediction = _json(resp, key, "the prediction", None)
+            prediction = _hosted.answer_json(resp, VENDOR, key, "the prediction", None)
             pid = str(prediction.get("id") or "")
             if not pid:
                 raise Transient("replicate: the prediction had no id; may have been billed", maybe_billed=True)
@@ -140,7 +140,7 @@ class ReplicateProvider(_http.HttpProvider):
                 if retry > interval and not deadline.sleep(retry - interval):
                     break
                 continue
-            prediction = _json(resp, key, "a prediction poll", pid)
+            prediction = _hosted.answer_json(resp, VENDOR, key, "a prediction poll", pid)
             last = str(prediction.get("status") or "")
             if last in FINAL:
                 return prediction, polls
@@ -204,19 +204,3 @@ class ReplicateProvider(_http.HttpProvider):
         if dropped:
             meta["not_sent"] = dropped
         return ImageResult(images=images, seed=seed, request_id=pid, cost_usd=None, metadata=meta)
-
-
-def _json(resp: httpx.Response, key: str, what: str, request_id: str | None) -> dict[str, Any]:
-    try:
-        data = resp.json()
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        raise Transient(
-            f"replicate: the answer to {what} was not a JSON object ({len(resp.content)} bytes: "
-            f"{_http.body_snippet(resp, 80, (key,))!r}); may have been billed",
-            maybe_billed=True,
-            request_id=request_id,
-        )
-    return data
-
