@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 import httpx
 
@@ -51,6 +51,7 @@ from image_gen.providers._limits import shared_rate_window as shared_rate_window
 from image_gen.providers.base import (
     AuthenticationFailed,
     BadRequest,
+    ImageRequest,
     NotConfigured,
     ProviderError,
     ProviderSettings,
@@ -322,3 +323,47 @@ class HttpProvider(KeyedProvider):
         if self._client is None:
             self._client = build_client(self.settings, self.name)
         return self._client
+
+
+class SdkErrorMap:
+    """Context manager around a vendor SDK's call: every failure leaves it as one of the contract's errors.
+
+    A ``ProviderError`` passes (also one the SDK wrapped: our deadline transport's); ``translate`` (the vendor's
+    own exceptions) comes first; then transport failures (``transport_error``) and a 200 whose answer could not be
+    read (``Transient``, maybe billed). Anything else propagates unchanged."""
+
+    vendor: ClassVar[str]
+
+    def __init__(self, request: ImageRequest, key: str) -> None:
+        self.request = request
+        self.key = key
+
+    def translate(self, exc: BaseException) -> ProviderError | None:
+        """The contract's error for one of the SDK's own exceptions, or None."""
+        return None
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
+        if exc is None or isinstance(exc, ProviderError):
+            return False
+        from pydantic import ValidationError
+
+        if isinstance(exc.__cause__, ProviderError):  # our deadline transport's error, wrapped by the SDK
+            raise exc.__cause__ from exc
+        mapped = self.translate(exc)
+        if mapped is not None:
+            raise mapped from exc
+        if isinstance(exc, httpx.HTTPError):
+            raise transport_error(exc, self.vendor, "the request") from exc
+        if isinstance(exc, json.JSONDecodeError | ValidationError | UnicodeDecodeError):
+            raise self.unreadable_answer(exc) from exc
+        return False
+
+    def unreadable_answer(self, exc: BaseException) -> Transient:
+        return Transient(
+            f"{self.vendor}: the 200 answer could not be read ({type(exc).__name__}: "
+            f"{redact(str(exc)[:200], (self.key,))}); the vendor may have billed it",
+            maybe_billed=True,
+        )

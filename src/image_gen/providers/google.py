@@ -32,7 +32,7 @@ import re
 import threading
 import time
 import warnings
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
@@ -308,35 +308,19 @@ class GoogleProvider(_http.KeyedProvider):
 
 
 
-class _ErrorMap:
-    """Context manager translating SDK and transport failures into the contract's error tree."""
+class _ErrorMap(_http.SdkErrorMap):
+    """google-genai's failures in the contract's error tree."""
 
-    def __init__(self, request: ImageRequest, key: str) -> None:
-        self.request = request
-        self.key = key
+    vendor = VENDOR
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
-        if exc is None or isinstance(exc, ProviderError):
-            return False
+    def translate(self, exc: BaseException) -> ProviderError | None:
         from google.genai import errors
-        from pydantic import ValidationError
 
         if isinstance(exc, errors.APIError):
-            raise _api_error(exc, self.request, self.key) from exc
-        if isinstance(exc, httpx.HTTPError):
-            raise _http.transport_error(exc, VENDOR, "the request") from exc
-        if isinstance(exc, json.JSONDecodeError | ValidationError | UnicodeDecodeError):
-            raise Transient(
-                f"google: the 200 answer could not be read ({type(exc).__name__}: "
-                f"{_http.redact(str(exc)[:200], (self.key,))}); the vendor may have billed it",
-                maybe_billed=True,
-            ) from exc
-        if isinstance(exc, ValueError) and "mode" in str(exc):
-            raise BadRequest(f"google: the SDK refused the call: {_http.redact(str(exc), (self.key,))}") from exc
-        return False
+            return _api_error(exc, self.request, self.key)
+        if type(exc) is ValueError and "mode" in str(exc):  # the SDK's own refusal (plain ValueError)
+            return BadRequest(f"google: the SDK refused the call: {_http.redact(str(exc), (self.key,))}")
+        return None
 
 
 def _error_fields(exc: Any, response: httpx.Response | None, key: str) -> tuple[int, str, str]:

@@ -34,12 +34,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import math
 import os
 import threading
 import time
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import httpx
 
@@ -320,46 +319,27 @@ def token_cost(usage: dict[str, int], prices: Any) -> float | None:
     return round(usd, 6)
 
 
-class _ErrorMap:
-    """Context manager translating SDK and transport failures into the contract's error tree."""
+class _ErrorMap(_http.SdkErrorMap):
+    """The openai SDK's failures in the contract's error tree."""
 
-    def __init__(self, request: ImageRequest, key: str) -> None:
-        self.request = request
-        self.key = key
+    vendor = VENDOR
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
-        if exc is None or isinstance(exc, ProviderError):
-            return False
+    def translate(self, exc: BaseException) -> ProviderError | None:
         import openai
-        from pydantic import ValidationError
 
-        cause = exc.__cause__
-        if isinstance(cause, ProviderError):  # our deadline transport's error, wrapped by the SDK
-            raise cause from exc
         if isinstance(exc, openai.APIStatusError):
-            raise _status_error(exc, self.request, self.key) from exc
+            return _status_error(exc, self.request, self.key)
         if isinstance(exc, openai.APITimeoutError):
-            raise Transient(
-                "openai: the request timed out; it reached the vendor and may have been billed", maybe_billed=True
-            ) from exc
+            return Transient("openai: the request timed out; it reached the vendor and may have been billed",
+                             maybe_billed=True)
         if isinstance(exc, openai.APIConnectionError):
             inner = exc.__cause__
             if isinstance(inner, httpx.HTTPError):
-                raise _http.transport_error(inner, VENDOR, "the request") from exc
-            raise Transient(f"openai: the request could not be completed ({type(inner).__name__})") from exc
-        if isinstance(exc, httpx.HTTPError):
-            raise _http.transport_error(exc, VENDOR, "the request") from exc
-        unreadable = (json.JSONDecodeError, ValidationError, UnicodeDecodeError, openai.APIResponseValidationError)
-        if isinstance(exc, unreadable):
-            raise Transient(
-                f"openai: the 200 answer could not be read ({type(exc).__name__}: "
-                f"{_http.redact(str(exc)[:200], (self.key,))}); the vendor may have billed it",
-                maybe_billed=True,
-            ) from exc
-        return False
+                return _http.transport_error(inner, VENDOR, "the request")
+            return Transient(f"openai: the request could not be completed ({type(inner).__name__})")
+        if isinstance(exc, openai.APIResponseValidationError):
+            return self.unreadable_answer(exc)
+        return None
 
 
 def _status_error(exc: Any, request: ImageRequest, key: str) -> ProviderError:
