@@ -286,7 +286,7 @@ def test_without_the_cluster_limit_two_workers_exceed_it(
     """The control: each worker's own in-process limit of one lets two requests reach Ideogram at once."""
     from image_gen.pipeline.executors_ray import RayExecutor
 
-    fake_ideogram.latency_s = 0.5
+    fake_ideogram.latency_s = 2.0  # long enough that the two workers' calls overlap even when one starts late
     fake_ideogram.peak_inflight = 0
     cfg = tmp_path / "one.toml"
     cfg.write_text(IDEOGRAM_ONLY)

@@ -507,10 +507,10 @@ class Runner:
                 prev_sha = out.artifact
                 if plan.entry.can("typography"):
                     layout_sha = prev_sha
-        except KeyboardInterrupt:
+            self._finish_run(run_id, status, reason, error_kind)
+        except KeyboardInterrupt:  # also while finishing: a run is never left "running" (a finished one stays so)
             self.stop.set()
             raise RunsInterrupted(self._interrupt_held()) from None
-        self._finish_run(run_id, status, reason, error_kind)
         outcome = self.outcome(run_id)
         outcome.error_kind = error_kind
         outcome.warnings = [w for p in plans for w in p.warnings]
