@@ -359,7 +359,16 @@ class Runner:
     def _interrupt_held(self) -> list[str]:
         ids = self.leases.held() if self._leases is not None else []
         for run_id in ids:
-            self._mark_interrupted(run_id)
+            for attempt in range(3):
+                try:
+                    self._mark_interrupted(run_id)
+                    break
+                except Exception:  # the interrupt cut a statement short: its database may refuse a moment longer
+                    if attempt == 2:  # give up the lease at least: a later resume takes the run over
+                        self._log_exception(f"run {run_id} could not be marked interrupted")
+                        self.leases.release(run_id)
+                    else:
+                        time.sleep(0.5)
         return ids
 
     def _mark_interrupted(self, run_id: str) -> None:
