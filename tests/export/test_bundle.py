@@ -127,6 +127,8 @@ def test_changed_rendition_fails_and_writes_nothing(made: Made, tmp_path: Path) 
     finally:
         ws.close()
     path = Path(rend.path)
+    if not path.is_absolute():  # the store records its own files relative to the workspace
+        path = made.ws / path
     original = path.read_bytes()
     out = tmp_path / "out" / "bundle.zip"
     try:

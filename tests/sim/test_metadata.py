@@ -152,7 +152,9 @@ def test_vendor_png_gets_the_same_metadata_without_reencoding(tmp_path: Path) ->
         assert got.info[PARAMS_CHUNK] == want.info[PARAMS_CHUNK]
         assert json.loads(got.info[JSON_CHUNK]) == json.loads(want.info[JSON_CHUNK])
         assert got.info["vendor"] == "kept" and "old prompt" not in got.info[PARAMS_CHUNK]
-    sha, path, data = ArtifactStore(tmp_path).put_png(vendor, meta)
+    store = ArtifactStore(tmp_path)
+    sha, _where, data = store.put_png(vendor, meta)
+    path = store.path_for(sha)  # put_png answers the location as recorded (a string), not the file
     assert path.read_bytes() == data == spliced
     info = pytest.importorskip("sd_parsers").ParserManager().parse(path)
     assert info is not None and [p.value for p in info.samplers[0].prompts] == [meta["prompt"]]
