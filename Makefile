@@ -18,9 +18,14 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install -q -e .
 
-install-test: $(BIN)/python system-packages
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[local,dev]'
+# Debian's packages (apt) install in the background while pip installs torch==2.13.0 first, then the extras:
+# neither needs the other, and on a clean CI machine apt's download and unpacking then costs no wall time.
+install-test: $(BIN)/python
+	@log=$$(mktemp); $(MAKE) --no-print-directory system-packages >"$$log" 2>&1 & apt=$$!; \
+	$(BIN)/pip install -q torch==2.13.0 && $(BIN)/pip install -q -e '.[local,dev]'; pip=$$?; \
+	wait $$apt; apt=$$?; cat "$$log"; rm -f "$$log"; \
+	[ $$pip -eq 0 ] || { echo "pip install failed ($$pip)"; exit 1; }; \
+	[ $$apt -eq 0 ] || { echo "apt-get install of chromium/postgresql failed ($$apt)"; exit 1; }
 
 # Debian's packages the tests drive, installed only when missing, with one `apt-get update` for both:
 # chromium (the studio's browser tests drive it through Playwright; never `playwright install`) and postgresql
