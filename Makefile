@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 WS ?= demo
 
-.PHONY: demo test install install-test chromium postgresql lint bench clean
+.PHONY: demo test install install-test system-packages chromium postgresql lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -18,21 +18,28 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install -q -e .
 
-install-test: $(BIN)/python chromium postgresql
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[local,dev]'
+# Debian's packages (apt) install in the background while pip installs torch==2.13.0 first, then the extras:
+# neither needs the other, and on a clean CI machine apt's download and unpacking then costs no wall time.
+install-test: $(BIN)/python
+	@log=$$(mktemp); $(MAKE) --no-print-directory system-packages >"$$log" 2>&1 & apt=$$!; \
+	$(BIN)/pip install -q torch==2.13.0 && $(BIN)/pip install -q -e '.[local,dev]'; pip=$$?; \
+	wait $$apt; apt=$$?; cat "$$log"; rm -f "$$log"; \
+	[ $$pip -eq 0 ] || { echo "pip install failed ($$pip)"; exit 1; }; \
+	[ $$apt -eq 0 ] || { echo "apt-get install of chromium/postgresql failed ($$apt)"; exit 1; }
 
-# the studio's browser tests drive Debian's chromium through Playwright (never `playwright install`)
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
+# Debian's packages the tests drive, installed only when missing, with one `apt-get update` for both:
+# chromium (the studio's browser tests drive it through Playwright; never `playwright install`) and postgresql
+# (the registry, budget and race tests also run on a throwaway PostgreSQL server).
+system-packages:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+		missing="$$missing postgresql"; \
+	[ -z "$$missing" ] || { \
 		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
-		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q $$missing; }
 
-# the registry, budget and race tests also run on a throwaway PostgreSQL server from Debian's package
-postgresql:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
-		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
-		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q postgresql; }
+chromium postgresql: system-packages
 
 demo: install
 	@# exit 1 (a brief whose final asset failed QA) is a result the report measures; exit 2 stops the demo
@@ -51,8 +58,13 @@ lint:
 	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/mypy
 
+# the tests run in parallel (pytest-xdist): many wait on child processes, loopback servers and sleeps, so more
+# workers than CI's 2 cores pay; loadgroup keeps the tests of an expensive shared fixture on one worker
+# (see the xdist_group hook in tests/conftest.py)
+TEST_WORKERS ?= 3
+
 test: install-test lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 bench:
 	$(BIN)/python benchmarks/bench_cli_startup.py

@@ -3,15 +3,56 @@ PostgreSQL server (started once per session, only by tests that ask for it) with
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests import pg
 
 KEY_VARS = ("IDEOGRAM_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "STABILITY_API_KEY")
+
+# Under pytest-xdist (make test: `pytest -n N --dist loadgroup`) tests are spread one by one over the workers, except
+# those that share an expensive module- or session-scoped fixture (a simulated pipeline run, OCR over a labelled set,
+# a tiny diffusers model, the studio and its browser): each folder or file below runs whole on one worker, so its
+# fixtures are made once. (xdist's own loadgroup, the xdist_group mark, does not group under pytest 9.2: it renames
+# item._nodeid, which pytest no longer reads; hence a scheduler of our own.) The vendor fakes and the PostgreSQL and
+# S3 servers are cheap to start again and stay spread.
+SHARED_FIXTURE_SCOPES = (
+    "tests/local/", "tests/web/", "tests/export/",
+    "tests/cli/test_cli_contract.py", "tests/finishing/test_finishing_adapters.py",
+    "tests/providers/test_e2e_native_hires.py", "tests/qa/test_calibration.py",
+    "tests/reliability/test_ledger_properties.py", "tests/reporting/test_demo_report.py",
+    "tests/reporting/test_report.py", "tests/routing/test_classes.py", "tests/routing/test_sla_routing.py",
+    "tests/sim/test_metadata.py", "tests/sim/test_scene.py", "tests/sim/test_staged_examples.py",
+    "tests/store/test_s3_pipeline.py",
+)
+
+
+def shared_fixture_scope(nodeid: str) -> str:
+    """The work unit of a test under xdist: its folder or file when listed above, else the test alone."""
+    path = nodeid.split("::", 1)[0]
+    for scope in SHARED_FIXTURE_SCOPES:
+        if path == scope or (scope.endswith("/") and path.startswith(scope)):
+            return scope
+    return nodeid
+
+
+if importlib.util.find_spec("xdist") is not None:
+
+    def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+        if config.getvalue("dist") != "loadgroup":
+            return None
+        from xdist.scheduler import LoadScopeScheduling
+
+        class SharedFixtureScheduling(LoadScopeScheduling):  # type: ignore[misc]
+            def _split_scope(self, nodeid: str) -> str:
+                return shared_fixture_scope(nodeid)
+
+        return SharedFixtureScheduling(config, log)
 
 
 @pytest.fixture(autouse=True)

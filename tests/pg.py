@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL server for tests: one cluster per test session on loopback, a fresh database per test.
+"""A throwaway PostgreSQL server for tests: one cluster per test session (per xdist worker) on loopback, a fresh
+database per test.
 
 The server is started with ``initdb``/``pg_ctl`` (as the ``postgres`` user when the tests run as root) and
 stopped at the end of the session. ``PgServer.new_database()`` gives each test its own empty database, so the
@@ -101,9 +102,16 @@ def running_server(base: Path, basetemp: Path) -> Iterator[PgServer]:
             if str(parent).startswith(("/tmp", str(basetemp))):
                 parent.chmod(parent.stat().st_mode | 0o011)
     _run([INITDB, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"], kw)
-    port = _free_port()
-    _run([PG_CTL, "-D", str(data), "-l", str(base / "log"), "-w", "-o",
-          f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", "start"], kw)
+    for attempt in range(3):  # a free port can be taken by another process (an xdist worker) before the server binds it
+        port = _free_port()
+        try:
+            _run([PG_CTL, "-D", str(data), "-l", str(base / "log"), "-w", "-o",
+                  f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", "start"],
+                 kw)
+            break
+        except RuntimeError:
+            if attempt == 2:
+                raise
     try:
         server = PgServer("127.0.0.1", port)
         _wait_ready(server)
