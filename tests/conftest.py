@@ -28,7 +28,8 @@ SHARED_FIXTURE_SCOPES = (
     "tests/reliability/test_ledger_properties.py", "tests/reporting/test_demo_report.py",
     "tests/reporting/test_report.py", "tests/routing/test_classes.py", "tests/routing/test_sla_routing.py",
     "tests/sim/test_metadata.py", "tests/sim/test_scene.py", "tests/sim/test_staged_examples.py",
-    "tests/store/test_s3_pipeline.py",
+    "tests/store/", "tests/ray/test_ray_executor.py", "tests/delivery/test_ten_briefs.py",
+    "tests/delivery/test_deliver.py", "tests/delivery/test_encode.py", "tests/delivery/test_c2pa.py",
 )
 
 
