@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,26 @@ from image_gen.providers import _limits
 from image_gen.providers._deadline import Deadline
 from image_gen.providers._http import KeyedProvider
 from image_gen.providers.base import ProviderSettings, RateLimited
+
+
+def run_alone(scenario: Any) -> None:
+    """``asyncio.run(scenario())`` in a thread of its own: the worker's main thread may still hold an event loop
+    another test left running (xdist puts tests of other files before this one), where ``asyncio.run`` refuses."""
+    failure: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            asyncio.run(scenario())
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=main)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the scenario did not finish in 60 s"
+    if failure:
+        raise failure[0]
+
 
 
 class Recording:
@@ -113,7 +134,7 @@ def test_the_limits_actor_grants_up_to_capacity_and_times_out() -> None:
         st = await lim.stats()
         assert st["peak"] == {"slots:v": 1} and st["used"] == {"slots:v": 1} and st["grants"] == {"slots:v": 2}
 
-    asyncio.run(scenario())
+    run_alone(scenario)
 
 
 def test_expired_holds_and_dead_holders_give_their_places_back() -> None:
@@ -145,4 +166,4 @@ def test_expired_holds_and_dead_holders_give_their_places_back() -> None:
             await lim3.renew([t3])
         assert await lim3.acquire("slots:v", 1, 1, 0.05, me, "n1") is None
 
-    asyncio.run(scenario())
+    run_alone(scenario)
