@@ -173,21 +173,20 @@ class CallMaker:
                             "internal") from exc
         cost = result.cost_usd if result.cost_usd is not None else expected
         latency = result.latency_s if result.latency_s else time.perf_counter() - t0
-        shas = []
         try:
-            for img in result.images:
-                sha, _ = self.artifacts.put_bytes(img.data)
+            shas = [self.artifacts.put_bytes(img.data)[0] for img in result.images]
+            with self.registry.session():  # the images' rows and the settlement: one transaction
                 if self.record_artifact is not None:
-                    self.record_artifact(sha, img, result.simulated)
-                shas.append(sha)
+                    for sha, img in zip(shas, result.images, strict=True):
+                        self.record_artifact(sha, img, result.simulated)
+                self.ledger.settle(call.id, state="ok", cost_usd=cost, billed=True, latency_s=latency,
+                                   vendor_request_id=result.request_id, seed=result.seed,
+                                   meta={**json_safe(result.metadata), "artifacts": shas})
         except Exception as exc:  # the vendor answered and billed; its image could not be kept
             self.ledger.settle(call.id, state="failed", cost_usd=cost, billed=True,
                                error_kind=type(exc).__name__, error=f"answer could not be stored: {exc}"[:2000],
                                latency_s=latency, vendor_request_id=result.request_id)
             raise
-        self.ledger.settle(call.id, state="ok", cost_usd=cost, billed=True, latency_s=latency,
-                           vendor_request_id=result.request_id, seed=result.seed,
-                           meta={**json_safe(result.metadata), "artifacts": shas})
         return result
 
 

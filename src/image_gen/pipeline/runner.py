@@ -536,6 +536,14 @@ class Runner:
         log.exception(message)
 
     def _finish_run(self, run_id: str, status: str, reason: str | None, error_kind: str | None) -> None:
+        if status == "taken_over":  # resume --force gave the run to another process: leave it to that one
+            self.leases.release(run_id)
+            return
+        with self.registry.session():  # the figures read, the run's final status and its lease: one transaction
+            self._finish_row(run_id, status, reason, error_kind)
+            self.leases.release(run_id)
+
+    def _finish_row(self, run_id: str, status: str, reason: str | None, error_kind: str | None) -> None:
         stages = self.registry.stage_runs(run_id)
         done = [s for s in stages if s.status == "done" and s.artifact_sha]
         final = done[-1] if done else None
@@ -551,9 +559,6 @@ class Runner:
             qa_passed=qa_passed if status in ("completed", "awaiting_approval") else False,
             lease_owner=None, lease_until=None,
         )
-        if status == "taken_over":  # resume --force gave the run to another process: leave it to that one
-            self.leases.release(run_id)
-            return
         if status == "cancelled":  # someone else already set it; record the figures only
             # (only on a cancelled run: a run taken over by ``resume --force`` belongs to its new owner)
             with self.registry.session() as s:
@@ -561,18 +566,20 @@ class Runner:
                     **{k: v for k, v in values.items() if k not in ("reason", "error_kind")}))
         else:
             self.registry.transition(run_id, ["running"], status, owner=self.leases.owner, **values)
-        self.leases.release(run_id)
 
     def outcome(self, run_id: str) -> RunOutcome:
-        run = self.registry.find_run(run_id)
-        stages = []
-        for s in self.registry.stage_runs(run.id):
-            calls = self.registry.calls(stage_run_id=s.id)
-            stages.append(StageOutcome(
-                name=s.name, model=s.model_id, status=s.status, cache_hit=s.cache_hit, cost_usd=s.cost_usd,
-                latency_s=s.latency_s, calls=len(calls), artifact=s.artifact_sha, reason=s.reason,
-                qa_passed=None if s.qa is None else bool(s.qa.get("passed")), outputs=list(s.outputs or []),
-            ))
+        with self.registry.reading():  # one snapshot
+            run = self.registry.find_run(run_id)
+            stages = []
+            calls_of: dict[int | None, int] = {}
+            for c in self.registry.calls(run.id):
+                calls_of[c.stage_run_id] = calls_of.get(c.stage_run_id, 0) + 1
+            for s in self.registry.stage_runs(run.id):
+                stages.append(StageOutcome(
+                    name=s.name, model=s.model_id, status=s.status, cache_hit=s.cache_hit, cost_usd=s.cost_usd,
+                    latency_s=s.latency_s, calls=calls_of.get(s.id, 0), artifact=s.artifact_sha, reason=s.reason,
+                    qa_passed=None if s.qa is None else bool(s.qa.get("passed")), outputs=list(s.outputs or []),
+                ))
         return RunOutcome(
             run_id=run.id, status=run.status, prompt=run.prompt, stages=stages, cost_usd=run.cost_usd,
             latency_s=run.latency_s, simulated=run.simulated, final_artifact=run.final_artifact,

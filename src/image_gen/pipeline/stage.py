@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -159,24 +160,28 @@ class StageExecutor:
     def run(self, run_id: str, row: StageRun, plan: StagePlan, brief: Brief, input_sha: str | None,
             layout_sha: str | None) -> StageOutcome:
         reg = self.registry
-        art = reg.artifact(input_sha) if input_sha else None
-        params = stage_params(plan, brief, (art.width, art.height) if art is not None else None)
-        key = cache_key(plan, brief, params, input_sha)
-        reg.update(StageRun, row.id, params=params, seed=params["seed"], cache_key=key, input_artifact=input_sha,
-                   started_at=utcnow(), status="running", reason=None)
+        gate_stop, note = None, None
+        with reg.session():  # the stage's start, its gate and its cache lookup: one transaction
+            art = reg.artifact(input_sha) if input_sha else None
+            params = stage_params(plan, brief, (art.width, art.height) if art is not None else None)
+            key = cache_key(plan, brief, params, input_sha)
+            reg.update(StageRun, row.id, params=params, seed=params["seed"], cache_key=key,
+                       input_artifact=input_sha, started_at=utcnow(), status="running", reason=None)
 
-        # 2. gate: a decision for this run, whatever the cache holds
-        note = None
-        if plan.settings.gate == "approval":
-            decisions = [a for a in reg.approvals(run_id) if a.stage_name == plan.name]
-            if not decisions or decisions[-1].decision != "approved":
-                reg.update(StageRun, row.id, status="awaiting_approval",
-                           reason="waiting for approval: image-gen approve " + run_id)
-                raise StageStop("awaiting_approval", f"stage {plan.name} waits for approval")
-            note = f"approved by {decisions[-1].decided_by or 'someone'}"
+            # 2. gate: a decision for this run, whatever the cache holds
+            if plan.settings.gate == "approval":
+                decisions = [a for a in reg.approvals(run_id) if a.stage_name == plan.name]
+                if not decisions or decisions[-1].decision != "approved":
+                    reg.update(StageRun, row.id, status="awaiting_approval",
+                               reason="waiting for approval: image-gen approve " + run_id)
+                    gate_stop = StageStop("awaiting_approval", f"stage {plan.name} waits for approval")
+                else:
+                    note = f"approved by {decisions[-1].decided_by or 'someone'}"
+            hit = reg.cache_get(key) if gate_stop is None else None
+        if gate_stop is not None:
+            raise gate_stop
 
         # 3. cache
-        hit = reg.cache_get(key)
         if hit is not None and all(self.workspace.artifacts().exists(a) for a in hit.artifacts):
             produced = {k: hit.result.get(k) for k in ("cost_usd", "latency_s", "calls", "rerolls")}
             why = f"{note}; taken from the cache at no cost" if note else None
@@ -201,25 +206,31 @@ class StageExecutor:
         except StageStop as stop:
             if stop.status == "taken_over":  # another process owns the run now: its rows are not ours to write
                 raise
-            cost, latency, _ = self._spent(row.id)
-            reg.update(StageRun, row.id, status=stop.status, reason=stop.reason, cost_usd=cost, latency_s=latency,
-                       finished_at=utcnow(), rerolls=ctx.rerolls, escalated_to=ctx.escalated_to)
+            with reg.session():
+                cost, latency, _ = self._spent(row.id)
+                reg.update(StageRun, row.id, status=stop.status, reason=stop.reason, cost_usd=cost,
+                           latency_s=latency, finished_at=utcnow(), rerolls=ctx.rerolls, escalated_to=ctx.escalated_to)
             raise
 
-        # 10. record
-        sha = self._store(ctx, image, final=True)
-        others = [self._store(ctx, self._deliver_size(ctx, g.to_pil().convert("RGB"), upscale_short=False),
-                              final=False, seed=g.seed) for g in ctx.batch]
+        # 10. record: the images are stored first, then their rows, the stage's and the cache's in one transaction
+        stored = [self._store(ctx, image, final=True)]
+        stored += [self._store(ctx, self._deliver_size(ctx, g.to_pil().convert("RGB"), upscale_short=False),
+                               final=False, seed=g.seed) for g in ctx.batch]
+        shas = [sha for sha, _ in stored]
+        sha = shas[0]
         qa = verdict.to_dict() if verdict is not None else None
-        cost, latency, calls = self._spent(row.id)
-        reg.update(StageRun, row.id, status="done", artifact_sha=sha, outputs=[sha, *others], seed=ctx.seed_used,
-                   qa=qa, adapters=adapters_record, cost_usd=cost, latency_s=latency, finished_at=utcnow(),
-                   rerolls=ctx.rerolls, escalated_to=ctx.escalated_to, model_id=ctx.model_used or plan.entry.id,
-                   params={**params, **result_meta}, reason=note)
-        reg.cache_put(CacheEntry(key=key, model_id=ctx.model_used or plan.entry.id, artifacts=[sha, *others],
-                                 seed=ctx.seed_used, result={"qa": qa, "adapters": adapters_record, "cost_usd": cost,
-                                                             "latency_s": latency, "calls": calls,
-                                                             "rerolls": ctx.rerolls}))
+        with reg.session():
+            for _, record in stored:
+                record()
+            cost, latency, calls = self._spent(row.id)
+            reg.update(StageRun, row.id, status="done", artifact_sha=sha, outputs=shas, seed=ctx.seed_used,
+                       qa=qa, adapters=adapters_record, cost_usd=cost, latency_s=latency, finished_at=utcnow(),
+                       rerolls=ctx.rerolls, escalated_to=ctx.escalated_to, model_id=ctx.model_used or plan.entry.id,
+                       params={**params, **result_meta}, reason=note)
+            reg.cache_put(CacheEntry(key=key, model_id=ctx.model_used or plan.entry.id, artifacts=shas,
+                                     seed=ctx.seed_used, result={"qa": qa, "adapters": adapters_record,
+                                                                 "cost_usd": cost, "latency_s": latency,
+                                                                 "calls": calls, "rerolls": ctx.rerolls}))
         return StageOutcome(plan.name, ctx.model_used or plan.entry.id, "done", cost_usd=cost, latency_s=latency,
                             calls=calls, artifact=sha, qa_passed=None if qa is None else qa["passed"], reason=note)
 
@@ -419,7 +430,10 @@ class StageExecutor:
         ctx.image_after_adapters = image
         return records
 
-    def _store(self, ctx: StageContext, image: Image.Image, *, final: bool, seed: int | None = None) -> str:
+    def _store(self, ctx: StageContext, image: Image.Image, *, final: bool,
+               seed: int | None = None) -> tuple[str, Callable[[], None]]:
+        """The image in the artifact store, with its metadata: its sha and what records its row (called by the
+        caller inside its transaction)."""
         from image_gen.pipeline.calls import record_artifact
 
         p = ctx.params
@@ -436,8 +450,9 @@ class StageExecutor:
             sha, _, data = store.put_png(same[1], meta)
         else:
             sha, _, data = store.put_image(image, meta)
-        record_artifact(self.registry, store, self.workspace.root, sha, image, self.simulate, len(data))
-        return sha
+        size = len(data)
+        return sha, lambda: record_artifact(self.registry, store, self.workspace.root, sha, image, self.simulate,
+                                            size)
 
 
 def _safety_flags(meta: dict[str, Any] | None) -> dict[str, Any] | None:

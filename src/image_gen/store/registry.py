@@ -77,7 +77,9 @@ def _writer_turn(db_path: Path | None) -> threading.RLock:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+    # straight to the driver: a BEGIN through SQLAlchemy's statement machinery costs more than the write it guards
+    conn.connection.driver_connection.execute(
+        "BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
 
 
 @contextmanager
@@ -165,6 +167,7 @@ class Registry:
         self._writer = self.engine.execution_options(write=True)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self._writer, expire_on_commit=False)
+        self._open = threading.local()  # this thread's open write and read transactions (see ``session``)
 
     @classmethod
     def for_path(cls, path: Path) -> Registry:
@@ -182,16 +185,37 @@ class Registry:
     def session(self) -> Iterator[Session]:
         """A write transaction (SQLite: ``BEGIN IMMEDIATE``), committed when the block ends.
 
+        Inside another ``session()`` block of this thread it joins that transaction: a group of writes (a stage's
+        record, a call's settlement with its artifact) commits together, in one turn of the write lock.
+
         On SQLite the writers of this process take turns on a lock of the database file first: SQLite has one
         writer at a time anyway, and a thread waiting in its busy handler sleeps in steps of up to 25 ms after the
         lock is free, where a thread waiting here wakes at once (other processes still meet the busy handler)."""
+        outer = getattr(self._open, "write", None)
+        if outer is not None:
+            yield outer
+            return
         with self._turn, self._write_sessions() as s, s.begin():
-            yield s
+            self._open.write = s
+            try:
+                yield s
+            finally:
+                self._open.write = None
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
+        """A read transaction; inside a ``session()`` or ``reading()`` block of this thread, that one (so a group
+        of reads sees one snapshot at the cost of one)."""
+        outer = getattr(self._open, "write", None) or getattr(self._open, "read", None)
+        if outer is not None:
+            yield outer
+            return
         with self._sessions() as s:
-            yield s
+            self._open.read = s
+            try:
+                yield s
+            finally:
+                self._open.read = None
 
     # -- rows -------------------------------------------------------------------------------------------------
     def add(self, obj: Any) -> Any:
@@ -222,7 +246,7 @@ class Registry:
 
     def get_run(self, run_id: str) -> Run | None:
         """The run with exactly this id."""
-        with self._sessions() as s:
+        with self.reading() as s:
             return s.get(Run, run_id)
 
     def find_run(self, ref: str) -> Run:
@@ -234,7 +258,7 @@ class Registry:
         if len(ref) < MIN_PREFIX or not re.fullmatch(r"[0-9A-Za-z_-]+", ref):
             raise InputError(f"no run {ref!r} (give a run id or a unique prefix of at least {MIN_PREFIX} "
                              "characters)", field="RUN")
-        with self._sessions() as s:
+        with self.reading() as s:
             # a prefix match with no pattern characters: substr, not LIKE
             rows = list(s.scalars(select(Run.id).where(Run.id.startswith(ref, autoescape=True)).limit(11)))
         if not rows:
@@ -247,12 +271,12 @@ class Registry:
         return found
 
     def stage_runs(self, run_id: str) -> list[StageRun]:
-        with self._sessions() as s:
+        with self.reading() as s:
             return list(s.scalars(select(StageRun).where(StageRun.run_id == run_id).order_by(StageRun.idx,
                                                                                               StageRun.id)))
 
     def calls(self, run_id: str | None = None, stage_run_id: int | None = None) -> list[Call]:
-        with self._sessions() as s:
+        with self.reading() as s:
             q = select(Call).order_by(Call.id)
             if run_id is not None:
                 q = q.where(Call.run_id == run_id)
@@ -262,16 +286,16 @@ class Registry:
 
     def ok_call(self, run_id: str, digest: str) -> Call | None:
         """A finished call of this run that asked exactly this (call-level resume)."""
-        with self._sessions() as s:
+        with self.reading() as s:
             return s.scalars(select(Call).where(Call.run_id == run_id, Call.request_digest == digest,
                                                 Call.state == "ok").order_by(Call.id).limit(1)).first()
 
     def approvals(self, run_id: str) -> list[Approval]:
-        with self._sessions() as s:
+        with self.reading() as s:
             return list(s.scalars(select(Approval).where(Approval.run_id == run_id).order_by(Approval.id)))
 
     def metrics(self, run_id: str) -> list[Metric]:
-        with self._sessions() as s:
+        with self.reading() as s:
             return list(s.scalars(select(Metric).where(Metric.run_id == run_id).order_by(Metric.id)))
 
     def list_runs(self, *, search: str | None = None, status: str | None = None, limit: int = 50,
@@ -280,7 +304,7 @@ class Registry:
         """Runs newest first. ``search``: words all in the prompt or pipeline name; ``models``: a stage ran on one
         of these model ids; ``pipeline``: the pipeline's name or its config file (as given, or a path ending so);
         ``since``: created at or after (naive UTC)."""
-        with self._sessions() as s:
+        with self.reading() as s:
             q = select(Run).order_by(Run.created_at.desc(), Run.id)
             if search:
                 terms = [t for t in search.split() if t]
@@ -302,7 +326,7 @@ class Registry:
             return list(s.scalars(q.limit(limit)))
 
     def artifact(self, sha: str) -> Artifact | None:
-        with self._sessions() as s:
+        with self.reading() as s:
             return s.get(Artifact, sha)
 
     def add_artifact(self, artifact: Artifact) -> None:
@@ -311,7 +335,7 @@ class Registry:
 
     # -- cache --------------------------------------------------------------------------------------------------
     def cache_get(self, key: str) -> CacheEntry | None:
-        with self._sessions() as s:
+        with self.reading() as s:
             return s.get(CacheEntry, key)
 
     def cache_put(self, entry: CacheEntry) -> None:
