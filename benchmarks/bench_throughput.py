@@ -52,6 +52,15 @@ max_concurrency = {limits['stability']}
 """
 
 
+def _cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU seconds so far (Linux ``/proc``; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -141,6 +150,7 @@ def main() -> int:
                 print(f"ray.init (local Ray, {args.ray_cpus} CPUs): {time.perf_counter() - t0:.1f} s")
             results[ex] = run_once(ex, args.briefs, args.concurrency, urls, limits, args.latency)
     finally:
+        vendor_cpu = _cpu_seconds(server.pid)
         server.stdin.close()
         tail = server.stdout.read().strip().splitlines()
         server.wait(timeout=30)
@@ -152,7 +162,8 @@ def main() -> int:
               f" -> ratio {r['ratio']:.3f}; orchestration per stage median {r['orch_median_ms']:.1f} ms,"
               f" p95 {r['orch_p95_ms']:.1f} ms; driver CPU per stage {r['cpu_per_stage_ms']:.1f} ms")
     print(f"  vendor side: ideogram peak in flight {vendor.get('ideogram_peak_inflight')} (limit {limits['ideogram']}),"
-          f" billed ideogram {vendor.get('ideogram_billed')} / stability {vendor.get('stability_billed')}")
+          f" billed ideogram {vendor.get('ideogram_billed')} / stability {vendor.get('stability_billed')};"
+          f" the vendors' process used {vendor_cpu:.1f} s of CPU")
     bad = [ex for ex, r in results.items() if r["ratio"] < 0.9 or r["orch_median_ms"] >= 30]
     return 1 if bad else 0
 

@@ -24,10 +24,18 @@ class ImageRejected(ValueError):
     """The bytes are not an image image-gen will open (unreadable, or larger than ``MAX_PIXELS``)."""
 
 
-def open_image(source: bytes | str | os.PathLike[str], *, max_pixels: int | None = None) -> Image.Image:
-    """Open and fully load an image from bytes or a path, refusing anything over ``max_pixels``."""
+def open_image(source: bytes | str | os.PathLike[str], *, max_pixels: int | None = None,
+               lazy: bool = False) -> Image.Image:
+    """Open and fully load an image from bytes or a path, refusing anything over ``max_pixels``.
+
+    ``lazy``: PNG bytes are checked whole (``check_image``: every chunk's CRC, the size under the limit) and opened
+    without decoding their pixels, which PIL decodes on first use; where nothing looks at the pixels (QA off, the
+    size already right, the vendor's bytes stored as they came) they are never decoded. Other formats load."""
     from PIL import Image, UnidentifiedImageError
 
+    if lazy and isinstance(source, bytes | bytearray) and source.startswith(b"\x89PNG\r\n\x1a\n"):
+        check_image(bytes(source), max_pixels=max_pixels)
+        return Image.open(io.BytesIO(source))
     limit = MAX_PIXELS if max_pixels is None else max_pixels
     fp = io.BytesIO(source) if isinstance(source, bytes | bytearray) else Path(source)
     try:

@@ -550,10 +550,10 @@ class Runner:
         qa_passed = None
         if final is not None and final.qa is not None:
             qa_passed = bool(final.qa.get("passed"))
-        calls = self.registry.calls(run_id)
+        cost, _, _ = self.registry.call_totals(run_id=run_id)
         values = dict(
             reason=reason, error_kind=error_kind,
-            cost_usd=round(sum(c.cost_usd for c in calls), 6),
+            cost_usd=round(cost, 6),
             latency_s=round(sum(s.latency_s for s in stages), 4),
             final_artifact=final.artifact_sha if final else None,
             qa_passed=qa_passed if status in ("completed", "awaiting_approval") else False,
@@ -571,9 +571,7 @@ class Runner:
         with self.registry.reading():  # one snapshot
             run = self.registry.find_run(run_id)
             stages = []
-            calls_of: dict[int | None, int] = {}
-            for c in self.registry.calls(run.id):
-                calls_of[c.stage_run_id] = calls_of.get(c.stage_run_id, 0) + 1
+            calls_of = self.registry.call_counts(run.id)
             for s in self.registry.stage_runs(run.id):
                 stages.append(StageOutcome(
                     name=s.name, model=s.model_id, status=s.status, cache_hit=s.cache_hit, cost_usd=s.cost_usd,

@@ -237,9 +237,8 @@ class StageExecutor:
     def _spent(self, stage_run_id: int) -> tuple[float, float, int]:
         """The stage's cost, latency and number of calls from its recorded calls (a resumed stage includes the
         earlier ones): the registry, not this process, is the truth."""
-        calls = self.registry.calls(stage_run_id=stage_run_id)
-        return (round(sum(c.cost_usd for c in calls), 6),
-                round(sum(c.latency_s or 0.0 for c in calls if c.state == "ok"), 4), len(calls))
+        cost, latency, n = self.registry.call_totals(stage_run_id=stage_run_id)
+        return round(cost, 6), round(latency, 4), n
 
     def _call(self, ctx: StageContext, route: Route, request: ImageRequest, purpose: str,
               index: int | None = None) -> ImageResult:
@@ -286,7 +285,7 @@ class StageExecutor:
                 request = self._request(ctx, route, seed, input_sha)
                 result, used = self._call_with_fallback(ctx, route, request, why)
                 first = result.images[0]
-                returned = first.to_pil()
+                returned = first.to_pil(lazy=True)  # its pixels are decoded only if something looks at them
                 image = returned if returned.mode == "RGB" else returned.convert("RGB")
                 if returned.mode == "RGB" and returned.format == "PNG":
                     ctx.vendor_png[id(image)] = (image, first.data)

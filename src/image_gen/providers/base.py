@@ -131,9 +131,10 @@ class GeneratedImage:
     height: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    def to_pil(self) -> Image.Image:
-        """The image, opened under the pixel limit (``imaging.images.open_image``; ``ImageRejected`` when not)."""
-        return decode_image(self.data)
+    def to_pil(self, *, lazy: bool = False) -> Image.Image:
+        """The image, opened under the pixel limit (``imaging.images.open_image``; ``ImageRejected`` when not);
+        ``lazy``: a PNG checked whole but its pixels decoded only when first used."""
+        return decode_image(self.data, lazy=lazy)
 
 
 @dataclass
@@ -167,12 +168,12 @@ def encode_png(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def decode_image(data: bytes) -> Image.Image:
+def decode_image(data: bytes, *, lazy: bool = False) -> Image.Image:
     """Open and load encoded image bytes under the pixel limit; ``ImageRejected`` (a ``ValueError``) for bytes that
-    are no readable image or an image over ``MAX_PIXELS``."""
+    are no readable image or an image over ``MAX_PIXELS`` (``lazy``: see ``open_image``)."""
     from image_gen.imaging.images import open_image
 
-    return open_image(data)
+    return open_image(data, lazy=lazy)
 
 
 @dataclass

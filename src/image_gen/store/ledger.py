@@ -18,7 +18,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from image_gen.store.models import Call, LedgerLock, Run, utcnow
 
@@ -28,6 +28,13 @@ if TYPE_CHECKING:
     from image_gen.store.registry import Registry
 
 EPS = 1e-9
+
+_CALLS: Any = Call.__table__
+_RUNS: Any = Run.__table__
+# built once: the reservation runs them for every call
+_DAY_SPEND = (select(func.coalesce(func.sum(_CALLS.c.cost_usd), 0.0))
+              .where(_CALLS.c.created_at >= bindparam("_start"), _CALLS.c.created_at < bindparam("_end")))
+_RUN_SPEND = select(func.coalesce(func.sum(_CALLS.c.cost_usd), 0.0)).where(_CALLS.c.run_id == bindparam("_run"))
 
 
 @dataclass(frozen=True)
@@ -65,13 +72,11 @@ class Ledger:
     @staticmethod
     def _day_spend(s: Session, start: datetime) -> float:
         end = start + timedelta(days=1, hours=1)  # a day is 23-25 h long where clocks change
-        return float(s.scalar(select(func.coalesce(func.sum(Call.cost_usd), 0.0))
-                              .where(Call.created_at >= start, Call.created_at < end)) or 0.0)
+        return float(s.connection().execute(_DAY_SPEND, {"_start": start, "_end": end}).scalar() or 0.0)
 
     @staticmethod
     def _run_spend(s: Session, run_id: str) -> float:
-        return float(s.scalar(select(func.coalesce(func.sum(Call.cost_usd), 0.0)).where(Call.run_id == run_id))
-                     or 0.0)
+        return float(s.connection().execute(_RUN_SPEND, {"_run": run_id}).scalar() or 0.0)
 
     def spent_today(self, timezone: str = "UTC") -> float:
         with self.registry.reading() as s:
@@ -91,11 +96,14 @@ class Ledger:
         call.state = "sent"
         call.cost_usd = expected
         call.created_at = utcnow()
-        with self.registry.session() as s:
-            if self.registry.dialect == "postgresql":
-                s.execute(select(LedgerLock).where(LedgerLock.name == "spend").with_for_update())
+        reg = self.registry
+        with reg.session() as s:
+            if reg.dialect == "postgresql":
+                reg.first("ledger_lock", lambda: select(LedgerLock.__table__.c.name)
+                          .where(LedgerLock.__table__.c.name == "spend").with_for_update())
             if owner is not None and call.run_id is not None:
-                run = s.execute(select(Run.status, Run.lease_owner).where(Run.id == call.run_id)).one_or_none()
+                run = reg.first("run_lease", lambda: select(_RUNS.c.status, _RUNS.c.lease_owner)
+                                .where(_RUNS.c.id == bindparam("_run")), _run=call.run_id)
                 if run is None or run.status != "running" or run.lease_owner != owner:
                     status = run.status if run is not None else "gone"
                     why = status if status != "running" else "running in another process (taken over)"
@@ -113,9 +121,7 @@ class Ledger:
                         f"budget: the next call ({call.model_id}, ${expected:.4f}) would bring today's spend "
                         f"({caps.timezone}) to ${spent_day + expected:.4f}, over the daily cap of "
                         f"${caps.per_day_usd:.4f}; not sent")
-            s.add(call)
-            s.flush()
-            s.expunge(call)
+            reg.insert(call)
         return call
 
     def settle(self, call_id: int, *, state: str, cost_usd: float, billed: bool = False,

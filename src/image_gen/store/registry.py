@@ -13,13 +13,25 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, inspect, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    inspect,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from image_gen.errors import InputError
@@ -35,6 +47,8 @@ from image_gen.store.models import (
     StageRun,
     utcnow,
 )
+
+T = TypeVar("T")
 
 HEAD_REVISION = "0004"
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -168,6 +182,7 @@ class Registry:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self._writer, expire_on_commit=False)
         self._open = threading.local()  # this thread's open write and read transactions (see ``session``)
+        self._stmts: dict[Any, Any] = {}  # the hot path's Core statements, built once (see ``_statement``)
 
     @classmethod
     def for_path(cls, path: Path) -> Registry:
@@ -225,29 +240,111 @@ class Registry:
             s.expunge(obj)
         return obj
 
+    # The hot path (every stage and call reads and writes a few rows) runs Core statements built once, with bound
+    # parameters, on the session's connection: building an ORM statement and running it through the ORM costs ~10x
+    # the SQL itself. Rows read this way come back as new (transient) model objects, detached from any session.
+    def _statement(self, key: Any, build: Callable[[], Any]) -> Any:
+        stmt = self._stmts.get(key)
+        if stmt is None:
+            stmt = self._stmts[key] = build()
+        return stmt
+
+    @staticmethod
+    def _conn(s: Session) -> Connection:
+        """The session's connection, after its pending ORM changes are flushed (so Core sees them, in order)."""
+        if s.new or s.dirty or s.deleted:
+            s.flush()
+        return s.connection()
+
+    def _rows(self, model: type[T], key: Any, build: Callable[[], Any], params: dict[str, Any]) -> list[T]:
+        stmt = self._statement(key, build)
+        with self.reading() as s:
+            rows = self._conn(s).execute(stmt, params).mappings().all()
+        return [model(**row) for row in rows]
+
+    def _by_key(self, model: type[T], key: Any) -> T | None:
+        table = model.__table__  # type: ignore[attr-defined]
+        pk = table.primary_key.columns[0]
+        found = self._rows(model, ("get", table.name),
+                           lambda: select(table).where(pk == bindparam("_key", type_=pk.type)), {"_key": key})
+        return found[0] if found else None
+
+    def insert(self, obj: Any) -> Any:
+        """Insert ``obj``'s row (one Core INSERT; python-side column defaults filled in on the object too) and set
+        its generated primary key on it. Joins an open ``session()`` block."""
+        table = type(obj).__table__
+        values = {c.key: getattr(obj, c.key) for c in table.columns if getattr(obj, c.key, None) is not None}
+        for c in table.columns:
+            if c.key not in values and c.default is not None and not c.primary_key:
+                arg = getattr(c.default, "arg", None)
+                if arg is not None:
+                    values[c.key] = arg(None) if callable(arg) else arg
+                    setattr(obj, c.key, values[c.key])
+        names = tuple(values)
+        stmt = self._statement(("insert", table.name, names), lambda: insert(table).values(
+            {n: bindparam("v_" + n, type_=table.c[n].type) for n in names}))
+        with self.session() as s:
+            res = self._conn(s).execute(stmt, {"v_" + n: v for n, v in values.items()})
+        pk = table.primary_key.columns[0]
+        if getattr(obj, pk.key, None) is None and res.inserted_primary_key is not None:
+            setattr(obj, pk.key, res.inserted_primary_key[0])
+        return obj
+
+    def scalar(self, key: Any, build: Callable[[], Any], **params: Any) -> Any:
+        """The first column of the first row of a Core statement built once under ``key`` (joins an open block)."""
+        stmt = self._statement(key, build)
+        with self.reading() as s:
+            return self._conn(s).execute(stmt, params).scalar()
+
+    def first(self, key: Any, build: Callable[[], Any], **params: Any) -> Any:
+        """The first row (or None) of a Core statement built once under ``key`` (joins an open block)."""
+        stmt = self._statement(key, build)
+        with self.reading() as s:
+            return self._conn(s).execute(stmt, params).first()
+
     def update(self, model: type[Any], key: Any, **values: Any) -> None:
         """Set ``values`` on the row with primary key ``key``: one UPDATE statement (column ``onupdate`` defaults
         apply), ``KeyError`` when no such row."""
-        pk = model.__table__.primary_key.columns[0]
+        table = model.__table__
+        names = tuple(values)
+
+        def build() -> Any:
+            pk = table.primary_key.columns[0]
+            return (update(table).where(pk == bindparam("_key", type_=pk.type))
+                    .values({n: bindparam("v_" + n, type_=table.c[n].type) for n in names}))
+
+        stmt = self._statement(("update", table.name, names), build)
         with self.session() as s:
-            if s.execute(update(model).where(pk == key).values(**values)).rowcount == 0:  # type: ignore[attr-defined]
+            res = self._conn(s).execute(stmt, {"_key": key, **{"v_" + n: v for n, v in values.items()}})
+            if res.rowcount == 0:
                 raise KeyError(f"{model.__tablename__} {key!r} not found")
 
     def transition(self, run_id: str, expected: Sequence[str], status: str, *, owner: str | None = None,
                    **values: Any) -> bool:
         """Compare-and-set: move the run to ``status`` only if its status is one of ``expected`` (and, with
         ``owner``, only while that owner holds its lease). True when this call made the change."""
-        with self.session() as s:
-            q = update(Run).where(Run.id == run_id, Run.status.in_(list(expected)))
+        table: Any = Run.__table__
+        names = ("status", "updated_at", *values)
+
+        def build() -> Any:
+            q = update(table).where(table.c.id == bindparam("_key"),
+                                    table.c.status.in_(bindparam("_expected", expanding=True)))
             if owner is not None:
-                q = q.where(Run.lease_owner == owner)
-            res = s.execute(q.values(status=status, updated_at=utcnow(), **values))
-            return bool(getattr(res, "rowcount", 0) == 1)
+                q = q.where(table.c.lease_owner == bindparam("_owner"))
+            return q.values({n: bindparam("v_" + n, type_=table.c[n].type) for n in names})
+
+        stmt = self._statement(("transition", owner is not None, names), build)
+        params = {"_key": run_id, "_expected": list(expected), "_owner": owner,
+                  **{"v_" + n: v for n, v in {"status": status, "updated_at": utcnow(), **values}.items()}}
+        if owner is None:
+            del params["_owner"]
+        with self.session() as s:
+            res = self._conn(s).execute(stmt, params)
+            return bool(res.rowcount == 1)
 
     def get_run(self, run_id: str) -> Run | None:
         """The run with exactly this id."""
-        with self.reading() as s:
-            return s.get(Run, run_id)
+        return self._by_key(Run, run_id)
 
     def find_run(self, ref: str) -> Run:
         """The run named by its id or a unique prefix of at least four characters; bad input otherwise."""
@@ -271,24 +368,62 @@ class Registry:
         return found
 
     def stage_runs(self, run_id: str) -> list[StageRun]:
-        with self.reading() as s:
-            return list(s.scalars(select(StageRun).where(StageRun.run_id == run_id).order_by(StageRun.idx,
-                                                                                              StageRun.id)))
+        t = StageRun.__table__
+        return self._rows(StageRun, "stage_runs", lambda: select(t).where(t.c.run_id == bindparam("_run"))
+                          .order_by(t.c.idx, t.c.id), {"_run": run_id})
 
     def calls(self, run_id: str | None = None, stage_run_id: int | None = None) -> list[Call]:
-        with self.reading() as s:
-            q = select(Call).order_by(Call.id)
+        t = Call.__table__
+
+        def build() -> Any:
+            q = select(t).order_by(t.c.id)
             if run_id is not None:
-                q = q.where(Call.run_id == run_id)
+                q = q.where(t.c.run_id == bindparam("_run"))
             if stage_run_id is not None:
-                q = q.where(Call.stage_run_id == stage_run_id)
-            return list(s.scalars(q))
+                q = q.where(t.c.stage_run_id == bindparam("_stage"))
+            return q
+
+        params = {k: v for k, v in (("_run", run_id), ("_stage", stage_run_id)) if v is not None}
+        return self._rows(Call, ("calls", run_id is not None, stage_run_id is not None), build, params)
+
+    def call_totals(self, *, run_id: str | None = None, stage_run_id: int | None = None) -> tuple[float, float, int]:
+        """The calls' cost, the latency of the ``ok`` ones and their number, for a run or a stage run (one SQL
+        aggregate, nothing loaded)."""
+        from sqlalchemy import case, func
+
+        t = Call.__table__
+
+        def build() -> Any:
+            q = select(func.coalesce(func.sum(t.c.cost_usd), 0.0),
+                       func.coalesce(func.sum(case((t.c.state == "ok", t.c.latency_s), else_=0.0)), 0.0),
+                       func.count(t.c.id))
+            if run_id is not None:
+                q = q.where(t.c.run_id == bindparam("_run"))
+            if stage_run_id is not None:
+                q = q.where(t.c.stage_run_id == bindparam("_stage"))
+            return q
+
+        params = {k: v for k, v in (("_run", run_id), ("_stage", stage_run_id)) if v is not None}
+        row = self.first(("call_totals", run_id is not None, stage_run_id is not None), build, **params)
+        return float(row[0] or 0.0), float(row[1] or 0.0), int(row[2] or 0)
+
+    def call_counts(self, run_id: str) -> dict[int | None, int]:
+        """How many calls each stage run of ``run_id`` made."""
+        from sqlalchemy import func
+
+        t = Call.__table__
+        stmt = self._statement("call_counts", lambda: select(t.c.stage_run_id, func.count(t.c.id))
+                               .where(t.c.run_id == bindparam("_run")).group_by(t.c.stage_run_id))
+        with self.reading() as s:
+            return {sid: int(n) for sid, n in self._conn(s).execute(stmt, {"_run": run_id})}
 
     def ok_call(self, run_id: str, digest: str) -> Call | None:
         """A finished call of this run that asked exactly this (call-level resume)."""
-        with self.reading() as s:
-            return s.scalars(select(Call).where(Call.run_id == run_id, Call.request_digest == digest,
-                                                Call.state == "ok").order_by(Call.id).limit(1)).first()
+        t = Call.__table__
+        found = self._rows(Call, "ok_call", lambda: select(t).where(
+            t.c.run_id == bindparam("_run"), t.c.request_digest == bindparam("_digest"), t.c.state == "ok")
+            .order_by(t.c.id).limit(1), {"_run": run_id, "_digest": digest})
+        return found[0] if found else None
 
     def approvals(self, run_id: str) -> list[Approval]:
         with self.reading() as s:
@@ -326,8 +461,7 @@ class Registry:
             return list(s.scalars(q.limit(limit)))
 
     def artifact(self, sha: str) -> Artifact | None:
-        with self.reading() as s:
-            return s.get(Artifact, sha)
+        return self._by_key(Artifact, sha)
 
     def add_artifact(self, artifact: Artifact) -> None:
         """Record an artifact; the first writer of a sha wins, others change nothing."""
@@ -335,35 +469,35 @@ class Registry:
 
     # -- cache --------------------------------------------------------------------------------------------------
     def cache_get(self, key: str) -> CacheEntry | None:
-        with self.reading() as s:
-            return s.get(CacheEntry, key)
+        return self._by_key(CacheEntry, key)
 
     def cache_put(self, entry: CacheEntry) -> None:
         """Insert the entry unless one with its key exists: the first writer really wins."""
         self._insert_ignore(CacheEntry, entry, "key")
 
     def _insert_ignore(self, model: type[Any], obj: Any, key: str) -> None:
-        values = {c.key: getattr(obj, c.key) for c in model.__table__.columns
-                  if getattr(obj, c.key, None) is not None}
-        for c in model.__table__.columns:  # python-side defaults (created_at) that an ORM add would fill
+        table = model.__table__
+        values = {c.key: getattr(obj, c.key) for c in table.columns if getattr(obj, c.key, None) is not None}
+        for c in table.columns:  # python-side defaults (created_at) that an ORM add would fill
             if c.key not in values and c.default is not None and callable(getattr(c.default, "arg", None)):
                 values[c.key] = c.default.arg(None)
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
+        names = tuple(values)
+        if self.dialect in ("postgresql", "sqlite"):
+            def build() -> Any:
+                from sqlalchemy.dialects import postgresql, sqlite
 
-            stmt: Any = pg_insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
-        elif self.dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+                dialect_insert: Any = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+                return (dialect_insert(table).values({n: bindparam("v_" + n, type_=table.c[n].type) for n in names})
+                        .on_conflict_do_nothing(index_elements=[key]))
 
-            stmt = sqlite_insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
-        else:  # pragma: no cover - other databases: best effort
-            from sqlalchemy.exc import IntegrityError
-
-            with contextlib.suppress(IntegrityError), self.session() as s:
-                s.add(obj)
+            stmt = self._statement(("insert_ignore", table.name, names), build)
+            with self.session() as s:
+                self._conn(s).execute(stmt, {"v_" + n: v for n, v in values.items()})
             return
-        with self.session() as s:
-            s.execute(stmt)
+        from sqlalchemy.exc import IntegrityError  # pragma: no cover - other databases: best effort
+
+        with contextlib.suppress(IntegrityError), self.session() as s:  # pragma: no cover
+            s.add(obj)
 
     def stamp(self) -> datetime:
         return utcnow()
