@@ -20,7 +20,10 @@ def _start(tmp_path: Path, cfg: Path, ws: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "image_gen.cli", "run", "--config", str(cfg), "--prompt", 'Tin, label "GOLDEN"',
          "--simulate", "--workspace", str(ws)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env,
+        # Ctrl-C's default action, whatever this process inherited: a shell starts a background job (`make test &`,
+        # nohup) with SIGINT ignored, and Python then installs no KeyboardInterrupt handler in the child either
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _read_until(proc: subprocess.Popen[str], needle: str, timeout: float = 120) -> list[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any, Self
@@ -245,9 +246,13 @@ class FakeVendor:
         await asyncio.sleep(self.hang_s)
         return Response(status_code=504)
 
-    async def pause(self) -> None:
+    async def pause(self, since: float | None = None) -> None:
+        """The vendor's fixed ``latency_s``, counted from ``since`` (the request's arrival, ``time.monotonic()``)
+        where given: the answer then leaves ``latency_s`` after the request came, whatever reading it took."""
         if self.latency_s:
-            await asyncio.sleep(self.latency_s)
+            left = self.latency_s - (time.monotonic() - since if since is not None else 0.0)
+            if left > 0:
+                await asyncio.sleep(left)
 
     def scaled(self, size: tuple[int, int]) -> tuple[int, int]:
         return (max(16, round(size[0] * self.size_scale)), max(16, round(size[1] * self.size_scale)))

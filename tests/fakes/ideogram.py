@@ -382,7 +382,7 @@ class FakeIdeogram(FakeVendor):
             if fault == "hang":
                 rec.status = 504
                 return await self.hang()
-            await self.pause()
+            await self.pause(rec.at)
             # The generation runs: the vendor bills every image, filtered ones included.
             self.bill(rec, self.price(req, v3, rec.path == "/upscale") * n)
             prompt = req["prompt"]

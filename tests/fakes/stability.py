@@ -247,7 +247,7 @@ class FakeStability(FakeVendor):
             self.record(rec)
         if fault in ("429", "500", "503", "hang"):
             return await self._fault(rec, fault, request)
-        await self.pause()
+        await self.pause(rec.at)
         if record:  # a synchronous generation ran: billed (content-filtered ones too)
             self.bill(rec, self.prices.get(rec.model or "", 0.0))
         seed = seed or secrets.randbelow(4294967294) + 1

@@ -167,3 +167,53 @@ def test_expired_holds_and_dead_holders_give_their_places_back() -> None:
         assert await lim3.acquire("slots:v", 1, 1, 0.05, me, "n1") is None
 
     run_alone(scenario)
+
+
+def test_the_limits_actor_serves_waiters_by_priority_then_arrival() -> None:
+    pytest.importorskip("ray")
+    from image_gen.pipeline.executors_ray import VendorLimits
+
+    async def scenario() -> None:
+        lim = VendorLimits(ttl_s=30, node_id="n1")
+        me = os.getpid()
+        held = await lim.acquire("slots:v", 1, 1, None, me, "n1")
+        order: list[str] = []
+
+        async def wait(name: str, priority: int) -> None:
+            token = await lim.acquire("slots:v", 1, 1, 5, me, "n1", priority)
+            assert token is not None
+            order.append(name)
+            await asyncio.sleep(0.01)
+            await lim.release(token)
+
+        tasks = []
+        for name, priority in (("draft", 0), ("layout", 1), ("final", 2), ("final-later", 2)):
+            tasks.append(asyncio.ensure_future(wait(name, priority)))
+            await asyncio.sleep(0.02)  # queued in this order
+        other = await lim.acquire("slots:w", 1, 1, 0.5, me, "n1", 0)  # another name is not held up by them
+        assert other is not None
+        await lim.release(held)
+        await asyncio.gather(*tasks)
+        assert order == ["final", "final-later", "layout", "draft"]
+
+    run_alone(scenario)
+
+
+def test_the_ray_backend_passes_the_callers_priority(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("ray")
+    from image_gen.pipeline import executors_ray
+
+    asked: list[tuple[Any, ...]] = []
+
+    class Actor:
+        class acquire:  # noqa: N801 - the shape of a Ray actor method
+            @staticmethod
+            def remote(*args: Any) -> tuple[Any, ...]:
+                asked.append(args)
+                return args
+
+    monkeypatch.setattr(executors_ray.ray, "get", lambda ref: None)
+    backend = executors_ray.RayLimiterBackend(Actor(), ttl_s=30)
+    with _limits.call_priority(2):
+        assert backend.acquire("slots:v", 1, 4, 1.0) is None
+    assert asked and asked[0][-1] == 2

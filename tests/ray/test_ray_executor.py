@@ -383,11 +383,16 @@ def test_ctrl_c_stops_running_briefs_before_their_next_call_and_resume_finishes(
                 return
             time.sleep(0.02)
 
-    watcher = threading.Thread(target=interrupt_once_a_call_is_done, daemon=True)
-    watcher.start()
-    with pytest.raises(KeyboardInterrupt):
-        run(RayExecutor(limits_name="limits-ctrl-c"), runner, batch_id, concurrency=2)
-    watcher.join(5)
+    # interrupt_main() does nothing where SIGINT is ignored (pytest started as a background job): Ctrl-C's handler
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        watcher = threading.Thread(target=interrupt_once_a_call_is_done, daemon=True)
+        watcher.start()
+        with pytest.raises(KeyboardInterrupt):
+            run(RayExecutor(limits_name="limits-ctrl-c"), runner, batch_id, concurrency=2)
+        watcher.join(5)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     with reg.reading() as s:
         states = sorted(r.status for r in s.query(Run))
         ok_before = {(c.run_id, c.request_digest) for c in s.query(Call).filter(Call.state == "ok")}

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from image_gen.providers._limits import call_priority
 from image_gen.providers.base import (
     AuthenticationFailed,
     ContentFiltered,
@@ -83,8 +84,10 @@ class CallMaker:
     record_artifact: Callable[[str, Any, bool], None] | None = None
 
     def call(self, *, run_id: str, stage_run_id: int, route: Route, request: ImageRequest, purpose: str,
-             retries: int, index: int | None = None) -> ImageResult:
-        """One logical call: reused if this run finished it before, else sent (with retries) and recorded."""
+             retries: int, index: int | None = None, priority: int = 0) -> ImageResult:
+        """One logical call: reused if this run finished it before, else sent (with retries) and recorded.
+        ``priority``: where several calls wait for one of a vendor's places, the highest goes first (a pipeline
+        gives later stages more, so briefs in flight finish before new ones start)."""
         from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
         digest = request_digest(run_id, route, request, purpose, index)
@@ -99,7 +102,7 @@ class CallMaker:
                             sleep=self.sleep, reraise=True)
         try:
             for attempt in retrying:
-                with attempt:
+                with attempt, call_priority(priority):
                     return self._attempt(run_id, stage_run_id, route, provider, request, purpose,
                                          attempt.retry_state.attempt_number, expected, digest)
         except ContentFiltered as exc:

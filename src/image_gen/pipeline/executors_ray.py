@@ -74,8 +74,10 @@ class VendorLimits:
         self.grants: dict[str, int] = {}
         self.holds: dict[str, tuple[str, int, float, int, str]] = {}
         """token -> (name, units, expires at, holder pid, holder node)"""
-        self.waiting: dict[str, tuple[str, int, str]] = {}
-        """waiter id -> (name, pid, node)"""
+        self.waiting: dict[str, tuple[str, int, str, int, int]] = {}
+        """waiter id -> (name, pid, node, priority, arrival number): a free place goes to the waiter of its name with
+        the highest priority, the earliest among equals (``providers._limits.call_priority``)"""
+        self._arrivals = 0
         self._cond: asyncio.Condition | None = None
 
     @property
@@ -96,14 +98,22 @@ class VendorLimits:
                 nearest = until - now if nearest is None else min(nearest, until - now)
         return nearest
 
+    def _first_in_line(self, waiter: str) -> bool:
+        """No live waiter of the same name is ahead (a waiter whose process died on this node is passed over)."""
+        name, _, _, priority, arrival = self.waiting[waiter]
+        return all((-w[3], w[4]) >= (-priority, arrival) for w in self.waiting.values()
+                   if w[0] == name and (w[2] != self.node_id or _pid_alive(w[1])))
+
     async def acquire(self, name: str, units: int, capacity: int, timeout: float | None, pid: int,
-                      node: str) -> str | None:
-        """A token for ``units`` of ``name`` (at most its capacity), or None when none came free in ``timeout``."""
+                      node: str, priority: int = 0) -> str | None:
+        """A token for ``units`` of ``name`` (at most its capacity), or None when none came free in ``timeout``.
+        Waiters of one name are served by ``priority`` (higher first), then in order of arrival."""
         deadline = None if timeout is None else time.monotonic() + timeout
         waiter = uuid.uuid4().hex
         async with self.cond:
             self.capacity[name] = max(1, capacity)
-            self.waiting[waiter] = (name, pid, node)
+            self._arrivals += 1
+            self.waiting[waiter] = (name, pid, node, int(priority), self._arrivals)
             try:
                 while True:
                     nearest = self._reap()
@@ -111,7 +121,7 @@ class VendorLimits:
                     take = min(units, cap)
                     if node == self.node_id and not _pid_alive(pid):
                         return None  # the caller died while it waited (killed): nobody to give the place to
-                    if self.used.get(name, 0) + take <= cap:
+                    if self.used.get(name, 0) + take <= cap and self._first_in_line(waiter):
                         token = uuid.uuid4().hex
                         self.used[name] = self.used.get(name, 0) + take
                         self.peak[name] = max(self.peak.get(name, 0), self.used[name])
@@ -127,6 +137,7 @@ class VendorLimits:
                         await asyncio.wait_for(self.cond.wait(), max(0.01, wait))
             finally:
                 self.waiting.pop(waiter, None)
+                self.cond.notify_all()  # the next in line may go now
 
     async def release(self, token: str) -> None:
         async with self.cond:
@@ -173,7 +184,10 @@ class RayLimiterBackend:
 
     def acquire(self, name: str, units: int, capacity: int, timeout: float | None) -> object | None:
         try:
-            token = ray.get(self.actor.acquire.remote(name, units, capacity, timeout, self.pid, self.node))
+            from image_gen.providers._limits import current_priority
+
+            token = ray.get(self.actor.acquire.remote(name, units, capacity, timeout, self.pid, self.node,
+                                                      current_priority()))
         except Exception as exc:  # the limits actor is gone for good: nothing was sent, the runner may retry
             from image_gen.providers.base import RateLimited
 

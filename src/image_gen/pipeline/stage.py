@@ -243,7 +243,7 @@ class StageExecutor:
     def _call(self, ctx: StageContext, route: Route, request: ImageRequest, purpose: str,
               index: int | None = None) -> ImageResult:
         return self.calls.call(run_id=ctx.run_id, stage_run_id=ctx.row.id, route=route, request=request,
-                               purpose=purpose, retries=ctx.params["retries"], index=index)
+                               purpose=purpose, retries=ctx.params["retries"], index=index, priority=ctx.row.idx)
 
     # 5 + 9. render, QA, re-roll, escalate ----------------------------------------------------------------------
     def _request(self, ctx: StageContext, route: Route, seed: int, input_sha: str | None) -> ImageRequest:

@@ -266,7 +266,7 @@ class KeyedProvider:
 
     def __init__(self, settings: ProviderSettings | None = None) -> None:
         self.settings = settings or ProviderSettings()
-        self._slots = threading.BoundedSemaphore(max(1, self.settings.max_concurrency))
+        self._slots = _limits.Places(self.settings.max_concurrency)
 
     @classmethod
     def _key(cls) -> str | None:
