@@ -2,16 +2,20 @@
 
     python benchmarks/bench_throughput.py [--briefs 200] [--latency 0.3] [--executor local|ray|both]
 
-The batch goes through the batch service (``api.submit_batch`` / ``api.run_batch``) on the local executor (threads)
-and on Ray (a local Ray, warmed up first by a small batch, as a long-lived cluster would be).
+The batch goes through the batch service (``api.submit_batch`` / ``api.run_batch``) on the local executor (threads),
+twice: as the first batch of this process (modules not yet loaded, as in a fresh ``image-gen batch submit``) and as a
+second one; and on Ray (a local Ray, warmed up first by a small batch, as a long-lived cluster would be).
 
 The vendors (Ideogram for draft and layout, Stability for the final stage) run in a process of their own and answer
-every generation after exactly ``--latency`` seconds; image-gen's per-vendor limits (``providers.*.max_concurrency``)
-are the only throttle. The ideal bound is what those limits allow: each vendor can finish ``limit / latency`` calls a
-second, so ``briefs x calls-per-brief x latency / limit`` seconds for the busiest vendor. Prints the measured time, the
-ratio ideal/measured (1.0 = the limits are the only cost), and the orchestration time per stage: a stage's wall time
-minus its vendor calls' time (registry, ledger, artifact store, image checks; read back from the registry), median
-and p95, plus this process's CPU time per stage. QA is off (``bench_qa.py`` measures it).
+every generation ``--latency`` seconds after its request arrived; image-gen's per-vendor limits
+(``providers.*.max_concurrency``) are the only throttle. The ideal bound is what those limits allow: each vendor can
+finish ``limit / latency`` calls a second, so ``briefs x calls-per-brief x latency / limit`` seconds for the busiest
+vendor (here both are equally busy; the bound leaves out that the final stage's vendor can only start once a brief's
+first two stages are done). Prints the measured time, the ratio ideal/measured (1.0 = the limits are the only cost),
+and the orchestration time per stage: a stage's wall time minus its vendor calls' time (a call's time runs from
+asking for one of the vendor's places to its answer read and its image downloaded, so waiting for a place is the
+vendor's; what is left is the registry, ledger, artifact store and image checks; read back from the registry), median and p95, plus this
+process's CPU time per stage and the vendors' process's CPU. QA is off (``bench_qa.py`` measures it).
 """
 
 from __future__ import annotations
@@ -100,11 +104,13 @@ def run_batch(ws: Path, cfg_path: Path, briefs: int, concurrency: int, executor:
 
 
 def run_once(executor: str, briefs: int, concurrency: int, urls: dict[str, str], limits: dict[str, int],
-             latency: float) -> dict[str, float]:
+             latency: float, *, warm: bool) -> dict[str, float]:
+    """One measured batch in a new workspace; ``warm``: after a small batch in it first (a long-lived cluster's
+    workers are started and have image-gen imported; a process that ran a batch before has its modules loaded)."""
     ws = Path(tempfile.mkdtemp(prefix=f"bench-tp-{executor}-"))
     cfg_path = ws / "throughput.toml"
     cfg_path.write_text(config_text(urls["ideogram"], urls["stability"], limits))
-    if executor == "ray":  # a long-lived cluster's workers are started and have image-gen imported: warm them
+    if warm:
         run_batch(ws, cfg_path, concurrency, concurrency, executor)
     since = time.time()
     wall, cpu, ok = run_batch(ws, cfg_path, briefs, concurrency, executor)
@@ -148,7 +154,13 @@ def main() -> int:
                 ray.init(num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False,
                          runtime_env={"env_vars": keys})
                 print(f"ray.init (local Ray, {args.ray_cpus} CPUs): {time.perf_counter() - t0:.1f} s")
-            results[ex] = run_once(ex, args.briefs, args.concurrency, urls, limits, args.latency)
+            if ex == "local":  # the first batch of a fresh process (the CLI's case), then a second one
+                results["local, cold"] = run_once(ex, args.briefs, args.concurrency, urls, limits, args.latency,
+                                                  warm=False)
+                results["local, warm"] = run_once(ex, args.briefs, args.concurrency, urls, limits, args.latency,
+                                                  warm=True)
+            else:
+                results[ex] = run_once(ex, args.briefs, args.concurrency, urls, limits, args.latency, warm=True)
     finally:
         vendor_cpu = _cpu_seconds(server.pid)
         server.stdin.close()
@@ -158,7 +170,7 @@ def main() -> int:
     print(f"{args.briefs} briefs x {len(STAGES)} stages, vendor latency {args.latency * 1000:.0f} ms, limits "
           f"ideogram {limits['ideogram']} / stability {limits['stability']}, {args.concurrency} briefs in flight")
     for ex, r in results.items():
-        print(f"  {ex:5s}: {r['completed']}/{r['briefs']} completed in {r['wall_s']:.1f} s, ideal {r['ideal_s']:.1f} s"
+        print(f"  {ex:11s}: {r['completed']}/{r['briefs']} completed in {r['wall_s']:.1f} s, ideal {r['ideal_s']:.1f} s"
               f" -> ratio {r['ratio']:.3f}; orchestration per stage median {r['orch_median_ms']:.1f} ms,"
               f" p95 {r['orch_p95_ms']:.1f} ms; driver CPU per stage {r['cpu_per_stage_ms']:.1f} ms")
     print(f"  vendor side: ideogram peak in flight {vendor.get('ideogram_peak_inflight')} (limit {limits['ideogram']}),"

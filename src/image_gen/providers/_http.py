@@ -27,7 +27,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
@@ -220,6 +220,37 @@ def download_image(
         raise Transient(f"{vendor}: downloading the result image failed (HTTP {resp.status_code})")
     data = resp.content
     return data, image_size(data, vendor, "downloaded image")
+
+
+def download_retrying(
+    client: httpx.Client,
+    url: str,
+    vendor: str,
+    deadline: Deadline,
+    opts: dict[str, Any],
+    refresh: Callable[[], str | None] | None = None,
+) -> tuple[tuple[bytes, tuple[int, int]] | None, int, Transient | None]:
+    """``download_image``, fetched again on a ``Transient`` failure (``options.download_attempts``, default 3, with
+    ``options.download_backoff_s`` doubling, default 0.25 s) while the deadline allows: ((bytes, size) or None,
+    tries, the last failure). An oversize image is not fetched again; an expired link (or none) is replaced by
+    ``refresh()`` where given, else ends the tries. Never generates again: the caller says what a failure cost."""
+    attempts = max(1, int(opts.get("download_attempts", 3)))
+    backoff = float(opts.get("download_backoff_s", 0.25))
+    last: Transient | None = None
+    tries = 0
+    for attempt in range(attempts):
+        if attempt and not deadline.sleep(backoff * 2 ** (attempt - 1)):
+            break
+        tries += 1
+        try:
+            return download_image(client, url, vendor, deadline), tries, None
+        except Transient as exc:
+            last = exc
+            if is_oversize(exc) or (not url and refresh is None):
+                break  # the same bytes would be refused again, or there is nothing to fetch
+            if refresh is not None and ("expired" in str(exc) or not url):
+                url = refresh() or url
+    return None, tries, last
 
 
 def mime_of(data: bytes) -> str:

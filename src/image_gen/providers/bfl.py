@@ -343,24 +343,12 @@ class BflProvider(_http.HttpProvider):
         """Download the Ready task's image at once, fetching again (``options.download_attempts``, default 3; after an
         expired link the task is polled once more for a fresh one). Never generates again: when every try failed
         the image was still paid for, so the error is ``Transient(billed=True)``."""
-        attempts = max(1, int(opts.get("download_attempts", 3)))
-        backoff = float(opts.get("download_backoff_s", 0.25))
         url = str(_result_of(ready).get("sample") or "")
-        last: Transient | None = None
-        tries = 0
-        for attempt in range(attempts):
-            if attempt and not deadline.sleep(backoff * 2 ** (attempt - 1)):
-                break
-            tries += 1
-            try:
-                data, (w, h) = _http.download_image(self.client, url, VENDOR, deadline)
-            except Transient as exc:
-                last = exc
-                if _http.is_oversize(exc):
-                    break  # the same bytes would be refused again
-                if "expired" in str(exc) or not url:
-                    url = self._fresh_link(polling_url, task_id, key, deadline) or url
-                continue
+        got, tries, last = _http.download_retrying(
+            self.client, url, VENDOR, deadline, opts,
+            refresh=lambda: self._fresh_link(polling_url, task_id, key, deadline))
+        if got is not None:
+            data, (w, h) = got
             return (data, w, h), tries
         raise Transient(
             f"bfl: task {task_id} was Ready but its image could not be downloaded ({tries} tries within "

@@ -277,21 +277,9 @@ class IdeogramProvider(_http.HttpProvider):
         """Download one result image, fetching the URL again (``options.download_attempts``, default 3, with
         ``options.download_backoff_s`` doubling, default 0.25 s) while the deadline allows. Never generates again:
         when every try failed the image was still paid for, so the error is ``Transient(billed=True)``."""
-        attempts = max(1, int(opts.get("download_attempts", 3)))
-        backoff = float(opts.get("download_backoff_s", 0.25))
-        last: Transient | None = None
-        tries = 0
-        for attempt in range(attempts):
-            if attempt and not deadline.sleep(backoff * 2 ** (attempt - 1)):
-                break
-            tries += 1
-            try:
-                data, (w, h) = _http.download_image(self.client, url, VENDOR, deadline)
-            except Transient as exc:
-                last = exc
-                if not url or _http.is_oversize(exc):
-                    break  # nothing to fetch, or the same bytes would be refused again
-                continue
+        got, tries, last = _http.download_retrying(self.client, url, VENDOR, deadline, opts)
+        if got is not None:
+            data, (w, h) = got
             return data, w, h, tries
         raise Transient(
             f"ideogram: the generated image could not be downloaded ({tries} tries within "

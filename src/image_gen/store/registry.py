@@ -372,19 +372,26 @@ class Registry:
         return self._rows(StageRun, "stage_runs", lambda: select(t).where(t.c.run_id == bindparam("_run"))
                           .order_by(t.c.idx, t.c.id), {"_run": run_id})
 
-    def calls(self, run_id: str | None = None, stage_run_id: int | None = None) -> list[Call]:
+    @staticmethod
+    def _of_run_or_stage(build: Callable[[], Any], run_id: str | None,
+                         stage_run_id: int | None) -> tuple[Any, Callable[[], Any], dict[str, Any]]:
+        """For a statement over calls narrowed to a run and/or a stage run: its cache key's tail, its builder and the
+        bound parameters to run it with."""
         t = Call.__table__
+        by_run, by_stage = run_id is not None, stage_run_id is not None
 
-        def build() -> Any:
-            q = select(t).order_by(t.c.id)
-            if run_id is not None:
-                q = q.where(t.c.run_id == bindparam("_run"))
-            if stage_run_id is not None:
-                q = q.where(t.c.stage_run_id == bindparam("_stage"))
-            return q
+        def narrowed() -> Any:
+            q = build()
+            q = q.where(t.c.run_id == bindparam("_run")) if by_run else q
+            return q.where(t.c.stage_run_id == bindparam("_stage")) if by_stage else q
 
         params = {k: v for k, v in (("_run", run_id), ("_stage", stage_run_id)) if v is not None}
-        return self._rows(Call, ("calls", run_id is not None, stage_run_id is not None), build, params)
+        return (by_run, by_stage), narrowed, params
+
+    def calls(self, run_id: str | None = None, stage_run_id: int | None = None) -> list[Call]:
+        t = Call.__table__
+        key, build, params = self._of_run_or_stage(lambda: select(t).order_by(t.c.id), run_id, stage_run_id)
+        return self._rows(Call, ("calls", key), build, params)
 
     def call_totals(self, *, run_id: str | None = None, stage_run_id: int | None = None) -> tuple[float, float, int]:
         """The calls' cost, the latency of the ``ok`` ones and their number, for a run or a stage run (one SQL
@@ -392,19 +399,11 @@ class Registry:
         from sqlalchemy import case, func
 
         t = Call.__table__
-
-        def build() -> Any:
-            q = select(func.coalesce(func.sum(t.c.cost_usd), 0.0),
-                       func.coalesce(func.sum(case((t.c.state == "ok", t.c.latency_s), else_=0.0)), 0.0),
-                       func.count(t.c.id))
-            if run_id is not None:
-                q = q.where(t.c.run_id == bindparam("_run"))
-            if stage_run_id is not None:
-                q = q.where(t.c.stage_run_id == bindparam("_stage"))
-            return q
-
-        params = {k: v for k, v in (("_run", run_id), ("_stage", stage_run_id)) if v is not None}
-        row = self.first(("call_totals", run_id is not None, stage_run_id is not None), build, **params)
+        key, build, params = self._of_run_or_stage(
+            lambda: select(func.coalesce(func.sum(t.c.cost_usd), 0.0),
+                           func.coalesce(func.sum(case((t.c.state == "ok", t.c.latency_s), else_=0.0)), 0.0),
+                           func.count(t.c.id)), run_id, stage_run_id)
+        row = self.first(("call_totals", key), build, **params)
         return float(row[0] or 0.0), float(row[1] or 0.0), int(row[2] or 0)
 
     def call_counts(self, run_id: str) -> dict[int | None, int]:
