@@ -8,6 +8,8 @@ import random
 import threading
 import time
 
+import pytest
+
 from image_gen.providers import _limits
 
 
@@ -100,3 +102,24 @@ def test_priority_is_per_thread_and_restored() -> None:
         seen["inside"] = _limits.current_priority()
     seen["after"] = _limits.current_priority()
     assert seen == {"other": 0, "inside": 4, "after": 0}
+
+
+def test_an_interrupted_waiter_leaves_no_place_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    places = _limits.Places(1)
+    assert places.acquire()
+
+    class Interrupted(BaseException):
+        pass
+
+    real_wait = threading.Event.wait
+
+    def interrupted_wait(self: threading.Event, timeout: float | None = None) -> bool:
+        real_wait(self, 0.01)
+        raise Interrupted  # as Ctrl-C would, while waiting
+
+    with monkeypatch.context() as m:
+        m.setattr(threading.Event, "wait", interrupted_wait)
+        with pytest.raises(Interrupted):
+            places.acquire(timeout=5)
+    places.release()  # the holder leaves: the place must not go to the interrupted waiter
+    assert places.in_use == 0 and places.acquire(timeout=0)

@@ -212,6 +212,13 @@ def test_the_ray_backend_passes_the_callers_priority(monkeypatch: pytest.MonkeyP
                 asked.append(args)
                 return args
 
+    class Context:
+        @staticmethod
+        def get_node_id() -> str:
+            return "n1"
+
+    # no Ray started in this process (asking a real runtime context would start one)
+    monkeypatch.setattr(executors_ray.ray, "get_runtime_context", lambda: Context())
     monkeypatch.setattr(executors_ray.ray, "get", lambda ref: None)
     backend = executors_ray.RayLimiterBackend(Actor(), ttl_s=30)
     with _limits.call_priority(2):

@@ -361,7 +361,8 @@ def test_ctrl_c_stops_running_briefs_before_their_next_call_and_resume_finishes(
     from image_gen.store.models import Call, Run
 
     cfg = tmp_path / "slow.toml"
-    cfg.write_text(SIM_STAGED.replace("latency_scale = 0", "latency_scale = 0.4"))
+    # slow enough that the briefs are still running when the interrupt lands, on a loaded machine too
+    cfg.write_text(SIM_STAGED.replace("latency_scale = 0", "latency_scale = 1.5"))
     runner, batch_id = submit(tmp_path / "ws", cfg, BRIEFS[:2], simulate=True)
     reg = runner.registry
 

@@ -126,8 +126,16 @@ class Places:
                 return True
             waiter = _Waiter()
             heapq.heappush(self._waiting, (-current_priority(), next(self._seq), waiter))
-        if waiter.event.wait(timeout):
-            return True
+        try:
+            if waiter.event.wait(timeout):
+                return True
+        except BaseException:  # Ctrl-C (or a cancelled task) while waiting: leave no place behind
+            with self._lock:
+                waiter.gone = True
+                handed = waiter.event.is_set()
+            if handed:
+                self.release()
+            raise
         with self._lock:
             if waiter.event.is_set():  # handed a place just as the wait ran out: it is ours
                 return True
