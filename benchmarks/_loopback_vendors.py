@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -40,6 +42,25 @@ def fixed_cost_png(text: str, size: tuple[int, int], *, base: bytes | None = Non
     return png[:-12] + chunk + png[-12:]
 
 
+class Timed:
+    """An ASGI wrapper that notes when each generation (a POST) arrived and when its answer was sent
+    (``time.monotonic()``: the same clock in every process of this machine)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.spans: list[tuple[float, float]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        start = time.monotonic()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.spans.append((start, time.monotonic()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--latency", type=float, default=0.3, help="fixed seconds before each generation answers")
@@ -49,13 +70,18 @@ def main() -> None:
     _ideogram.render_png = fixed_cost_png  # type: ignore[assignment]
     _stability.render_png = fixed_cost_png  # type: ignore[assignment]
     ideogram = FakeIdeogram(IDEOGRAM_KEY, latency_s=args.latency, max_inflight=args.ideogram_limit,
-                            size_scale=args.size_scale).start()
-    stability = FakeStability(STABILITY_KEY, latency_s=args.latency, size_scale=args.size_scale).start()
+                            size_scale=args.size_scale)
+    stability = FakeStability(STABILITY_KEY, latency_s=args.latency, size_scale=args.size_scale)
+    timed = {"ideogram": Timed(ideogram.app), "stability": Timed(stability.app)}
+    ideogram.app, stability.app = timed["ideogram"], timed["stability"]  # type: ignore[assignment]
+    ideogram.start()
+    stability.start()
     print(json.dumps({"ideogram": ideogram.url, "stability": stability.url,
                       "IDEOGRAM_API_KEY": IDEOGRAM_KEY, "STABILITY_API_KEY": STABILITY_KEY}), flush=True)
     sys.stdin.read()  # serve until the parent closes our stdin (or dies)
     print(json.dumps({"ideogram_peak_inflight": ideogram.peak_inflight,
-                      "ideogram_billed": ideogram.billed_calls, "stability_billed": stability.billed_calls}),
+                      "ideogram_billed": ideogram.billed_calls, "stability_billed": stability.billed_calls,
+                      "spans": {v: t.spans for v, t in timed.items()}}),
           flush=True)
     ideogram.stop()
     stability.stop()

@@ -14,8 +14,10 @@ vendor (here both are equally busy; the bound leaves out that the final stage's 
 first two stages are done). Prints the measured time, the ratio ideal/measured (1.0 = the limits are the only cost),
 and the orchestration time per stage: a stage's wall time minus its vendor calls' time (a call's time runs from
 asking for one of the vendor's places to its answer read and its image downloaded, so waiting for a place is the
-vendor's; what is left is the registry, ledger, artifact store and image checks; read back from the registry), median and p95, plus this
-process's CPU time per stage and the vendors' process's CPU. QA is off (``bench_qa.py`` measures it).
+vendor's; what is left is the registry, ledger, artifact store and image checks; read back from the registry),
+median and p95, plus this process's CPU time per stage and the vendors' process's CPU, and from the vendors' side
+each vendor's mean time per generation and how busy its places were during the batch. QA is off (``bench_qa.py``
+measures it).
 """
 
 from __future__ import annotations
@@ -65,6 +67,18 @@ def _cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
+def busy(spans: list[list[float]], limit: int, t0: float, t1: float) -> dict[str, float]:
+    """How busy a vendor's places were in one batch (``t0``..``t1``, ``time.monotonic()``): its generations' mean
+    time, and the place-seconds they used over what ``limit`` places offer from its first request to its last
+    answer."""
+    inside = [(a, b) for a, b in spans if t0 <= a and b <= t1]
+    if not inside:
+        return {}
+    first, last = min(a for a, _ in inside), max(b for _, b in inside)
+    used = sum(b - a for a, b in inside)
+    return {"mean_s": used / len(inside), "busy": used / (limit * (last - first)) if last > first else 0.0}
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -91,16 +105,18 @@ def orchestration(workspace: Path, registry_url: str | None, since: float) -> li
             for sid, start, fin in stages if start and fin]
 
 
-def run_batch(ws: Path, cfg_path: Path, briefs: int, concurrency: int, executor: str) -> tuple[float, float, int]:
-    """``briefs`` submitted as a batch and run on ``executor``: (wall s, this process's CPU s, completed)."""
+def run_batch(ws: Path, cfg_path: Path, briefs: int, concurrency: int,
+              executor: str) -> tuple[float, float, float, int]:
+    """``briefs`` submitted as a batch and run on ``executor``: (start and end, ``time.monotonic()``; this process's
+    CPU s; completed)."""
     from image_gen import api
 
     prompts = [f'a studio photo of a water bottle with a label that says "AQUA {executor} {i}"' for i in range(briefs)]
     batch_id = api.submit_batch(cfg_path, prompts, workspace=ws)
-    cpu0, t0 = time.process_time(), time.perf_counter()
+    cpu0, t0 = time.process_time(), time.monotonic()
     status = api.run_batch(batch_id, workspace=ws, executor=executor, concurrency=concurrency)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    return wall, cpu, int(status.counts.get("completed", 0))
+    t1 = time.monotonic()
+    return t0, t1, time.process_time() - cpu0, int(status.counts.get("completed", 0))
 
 
 def run_once(executor: str, briefs: int, concurrency: int, urls: dict[str, str], limits: dict[str, int],
@@ -113,11 +129,13 @@ def run_once(executor: str, briefs: int, concurrency: int, urls: dict[str, str],
     if warm:
         run_batch(ws, cfg_path, concurrency, concurrency, executor)
     since = time.time()
-    wall, cpu, ok = run_batch(ws, cfg_path, briefs, concurrency, executor)
+    t0, t1, cpu, ok = run_batch(ws, cfg_path, briefs, concurrency, executor)
+    wall = t1 - t0
     ideal = max(briefs * n * latency / limits[v] for v, n in CALLS_PER_BRIEF.items())
     orch = orchestration(ws, None, since)
     stages = briefs * len(STAGES)
-    return {"briefs": briefs, "completed": ok, "wall_s": wall, "ideal_s": ideal, "ratio": ideal / wall,
+    return {"briefs": briefs, "completed": ok, "wall_s": wall, "t0": t0, "t1": t1, "ideal_s": ideal,
+            "ratio": ideal / wall,
             "orch_median_ms": statistics.median(orch) * 1000 if orch else float("nan"),
             "orch_p95_ms": percentile(orch, 0.95) * 1000 if orch else float("nan"),
             "cpu_per_stage_ms": cpu / stages * 1000}
@@ -176,6 +194,14 @@ def main() -> int:
     print(f"  vendor side: ideogram peak in flight {vendor.get('ideogram_peak_inflight')} (limit {limits['ideogram']}),"
           f" billed ideogram {vendor.get('ideogram_billed')} / stability {vendor.get('stability_billed')};"
           f" the vendors' process used {vendor_cpu:.1f} s of CPU")
+    spans = vendor.get("spans") or {}
+    for ex, r in results.items():
+        shown = []
+        for v, limit in limits.items():
+            b = busy(spans.get(v, []), limit, r["t0"], r["t1"])
+            if b:
+                shown.append(f"{v} {b['mean_s'] * 1000:.1f} ms a generation, places busy {b['busy']:.1%}")
+        print(f"  {ex:11s}: vendors' side: " + "; ".join(shown))
     bad = [ex for ex, r in results.items() if r["ratio"] < 0.9 or r["orch_median_ms"] >= 30]
     return 1 if bad else 0
 
