@@ -105,13 +105,14 @@ def orchestration(workspace: Path, registry_url: str | None, since: float) -> li
             for sid, start, fin in stages if start and fin]
 
 
-def run_batch(ws: Path, cfg_path: Path, briefs: int, concurrency: int,
-              executor: str) -> tuple[float, float, float, int]:
+def run_batch(ws: Path, cfg_path: Path, briefs: int, concurrency: int, executor: str,
+              label: str = "AQUA") -> tuple[float, float, float, int]:
     """``briefs`` submitted as a batch and run on ``executor``: (start and end, ``time.monotonic()``; this process's
     CPU s; completed)."""
     from image_gen import api
 
-    prompts = [f'a studio photo of a water bottle with a label that says "AQUA {executor} {i}"' for i in range(briefs)]
+    prompts = [f'a studio photo of a water bottle with a label that says "{label} {executor} {i}"'
+               for i in range(briefs)]
     batch_id = api.submit_batch(cfg_path, prompts, workspace=ws)
     cpu0, t0 = time.process_time(), time.monotonic()
     status = api.run_batch(batch_id, workspace=ws, executor=executor, concurrency=concurrency)
@@ -127,7 +128,8 @@ def run_once(executor: str, briefs: int, concurrency: int, urls: dict[str, str],
     cfg_path = ws / "throughput.toml"
     cfg_path.write_text(config_text(urls["ideogram"], urls["stability"], limits))
     if warm:
-        run_batch(ws, cfg_path, concurrency, concurrency, executor)
+        # other prompts than the measured batch's: none of its stages may come from the cache
+        run_batch(ws, cfg_path, concurrency, concurrency, executor, label="WARM-UP")
     since = time.time()
     t0, t1, cpu, ok = run_batch(ws, cfg_path, briefs, concurrency, executor)
     wall = t1 - t0
