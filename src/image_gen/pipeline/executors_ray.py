@@ -24,7 +24,6 @@ once, and Ctrl-C cancels what is still running (each run stops before its next c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import threading
@@ -78,16 +77,23 @@ class VendorLimits:
         """waiter id -> (name, pid, node, priority, arrival number): a free place goes to the waiter of its name with
         the highest priority, the earliest among equals (``providers._limits.call_priority``)"""
         self._arrivals = 0
-        self._cond: asyncio.Condition | None = None
+        self._lock: asyncio.Lock | None = None
+        self._conds: dict[str, asyncio.Condition] = {}
+        """one condition per name, on one lock: a release wakes only the waiters of its name"""
+        self._next_expiry: float | None = None
+        """when the earliest hold expires (``time.monotonic()``), as of the last reaping"""
 
-    @property
-    def cond(self) -> asyncio.Condition:
-        if self._cond is None:
-            self._cond = asyncio.Condition()
-        return self._cond
+    def _cond(self, name: str) -> asyncio.Condition:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        cond = self._conds.get(name)
+        if cond is None:
+            cond = self._conds[name] = asyncio.Condition(self._lock)
+        return cond
 
-    def _reap(self) -> float | None:
-        """Give back expired holds and those of dead processes on this node; the seconds to the next expiry."""
+    def _reap(self) -> None:
+        """Give back expired holds and those of dead processes on this node (run where a waiter finds no place:
+        on its arrival and when its wait runs out, not on every release)."""
         now = time.monotonic()
         nearest: float | None = None
         for token, (name, units, until, pid, node) in list(self.holds.items()):
@@ -95,14 +101,15 @@ class VendorLimits:
                 del self.holds[token]
                 self.used[name] = max(0, self.used.get(name, 0) - units)
             else:
-                nearest = until - now if nearest is None else min(nearest, until - now)
-        return nearest
+                nearest = until if nearest is None else min(nearest, until)
+        self._next_expiry = nearest
 
     def _first_in_line(self, waiter: str) -> bool:
         """No live waiter of the same name is ahead (a waiter whose process died on this node is passed over)."""
         name, _, _, priority, arrival = self.waiting[waiter]
-        return all((-w[3], w[4]) >= (-priority, arrival) for w in self.waiting.values()
-                   if w[0] == name and (w[2] != self.node_id or _pid_alive(w[1])))
+        ahead = sorted((-w[3], w[4], w[1], w[2]) for w in self.waiting.values()
+                       if w[0] == name and (-w[3], w[4]) < (-priority, arrival))
+        return not any(node != self.node_id or _pid_alive(pid) for _, _, pid, node in ahead)
 
     async def acquire(self, name: str, units: int, capacity: int, timeout: float | None, pid: int,
                       node: str, priority: int = 0) -> str | None:
@@ -110,17 +117,21 @@ class VendorLimits:
         Waiters of one name are served by ``priority`` (higher first), then in order of arrival."""
         deadline = None if timeout is None else time.monotonic() + timeout
         waiter = uuid.uuid4().hex
-        async with self.cond:
+        cond = self._cond(name)
+        async with cond:
             self.capacity[name] = max(1, capacity)
             self._arrivals += 1
             self.waiting[waiter] = (name, pid, node, int(priority), self._arrivals)
+            look = True  # on arrival and after a wait ran out: reap, and see whether the caller still lives
             try:
                 while True:
-                    nearest = self._reap()
                     cap = self.capacity[name]
                     take = min(units, cap)
-                    if node == self.node_id and not _pid_alive(pid):
-                        return None  # the caller died while it waited (killed): nobody to give the place to
+                    if look:
+                        if node == self.node_id and not _pid_alive(pid):
+                            return None  # the caller died while it waited (killed): nobody to give the place to
+                        if self.used.get(name, 0) + take > cap:
+                            self._reap()
                     if self.used.get(name, 0) + take <= cap and self._first_in_line(waiter):
                         token = uuid.uuid4().hex
                         self.used[name] = self.used.get(name, 0) + take
@@ -128,23 +139,32 @@ class VendorLimits:
                         self.grants[name] = self.grants.get(name, 0) + 1
                         self.holds[token] = (name, take, time.monotonic() + self.ttl_s, pid, node)
                         return token
-                    left = None if deadline is None else deadline - time.monotonic()
+                    now = time.monotonic()
+                    left = None if deadline is None else deadline - now
                     if left is not None and left <= 0:
                         return None
-                    # wake on a release, a new capacity, or to reap an expired hold or a dead holder
-                    wait = min(x for x in (left, nearest, 1.0) if x is not None)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.cond.wait(), max(0.01, wait))
+                    # wake on a release or a new capacity of this name, or to reap an expired hold or a dead holder
+                    expiry = None if self._next_expiry is None else self._next_expiry - now
+                    wait = min(x for x in (left, expiry, 1.0) if x is not None)
+                    try:
+                        await asyncio.wait_for(cond.wait(), max(0.01, wait))
+                        look = False
+                    except TimeoutError:
+                        look = True
             finally:
                 self.waiting.pop(waiter, None)
-                self.cond.notify_all()  # the next in line may go now
+                cond.notify_all()  # the next in line may go now
 
     async def release(self, token: str) -> None:
-        async with self.cond:
+        hold = self.holds.get(token)
+        if hold is None:
+            return
+        cond = self._cond(hold[0])
+        async with cond:
             hold = self.holds.pop(token, None)
             if hold is not None:
                 self.used[hold[0]] = max(0, self.used.get(hold[0], 0) - hold[1])
-                self.cond.notify_all()
+                cond.notify_all()
 
     async def renew(self, tokens: list[str]) -> None:
         until = time.monotonic() + self.ttl_s
