@@ -106,6 +106,63 @@ def test_shared_limiters_are_named_and_hold_their_units_in_the_backend(backend: 
     assert backend.asked[-1] == (lim.name, 2, 2) and lim.in_use == 0
 
 
+def test_a_place_and_the_accounts_limit_are_held_together(backend: Recording) -> None:
+    p = Vendor(ProviderSettings(max_concurrency=2))
+    lim = _limits.shared_limiter("acme", "key-456", 5)
+    with p._slot(Deadline.of(p.settings), lim, 3):  # a backend without acquire_many: one hold after the other
+        assert backend.held == {"slots:acme": 1, lim.name: 3} and lim.in_use == 3
+    assert backend.asked == [("slots:acme", 1, 2), (lim.name, 3, 5)]
+    assert backend.held == {"slots:acme": 0, lim.name: 0} and lim.in_use == 0
+
+    class Many(Recording):
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches: list[list[tuple[str, int, int]]] = []
+
+        def acquire_many(self, holds: list[tuple[str, int, int]], timeout: float | None) -> object | None:
+            self.batches.append(holds)
+            if self.refuse:
+                return None
+            return tuple(self.acquire(*h, timeout) for h in holds)
+
+        def release(self, token: object) -> None:
+            for t in token:  # type: ignore[attr-defined]
+                super().release(t)
+
+    many = Many()
+    previous = _limits.install_backend(many)
+    try:
+        with p._slot(Deadline.of(p.settings), lim, 2):  # one request for both
+            assert many.held == {"slots:acme": 1, lim.name: 2}
+        assert many.batches == [[("slots:acme", 1, 2), (lim.name, 2, 5)]] and many.held == {"slots:acme": 0,
+                                                                                             lim.name: 0}
+        many.refuse = True
+        with pytest.raises(RateLimited), p._slot(Deadline.of(p.settings), lim, 1):
+            pytest.fail("entered without its places")
+        assert lim.in_use == 0 and p._slots.in_use == 0  # nothing kept in this process either
+    finally:
+        _limits.install_backend(previous)
+
+
+def test_the_limits_actor_takes_several_limits_at_once_or_none() -> None:
+    pytest.importorskip("ray")
+    from image_gen.pipeline.executors_ray import VendorLimits
+
+    async def scenario() -> None:
+        lim = VendorLimits(ttl_s=30, node_id="n1")
+        me = os.getpid()
+        both = await lim.acquire_many([("slots:v", 1, 2), ("inflight:v", 2, 2)], 1, me, "n1")
+        assert both is not None and len(both) == 2
+        # the first is free, the second full: nothing is kept
+        assert await lim.acquire_many([("slots:v", 1, 2), ("inflight:v", 1, 2)], 0.05, me, "n1") is None
+        assert (await lim.stats())["used"] == {"slots:v": 1, "inflight:v": 2}
+        for t in both:
+            await lim.release(t)
+        assert (await lim.stats())["used"] == {"slots:v": 0, "inflight:v": 0}
+
+    run_alone(scenario)
+
+
 def test_without_a_backend_nothing_changes() -> None:
     assert _limits.installed_backend() is None
     lim = _limits.WeightedLimiter(1, name="x")

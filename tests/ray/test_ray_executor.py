@@ -362,7 +362,7 @@ def test_ctrl_c_stops_running_briefs_before_their_next_call_and_resume_finishes(
 
     cfg = tmp_path / "slow.toml"
     # slow enough that the briefs are still running when the interrupt lands, on a loaded machine too
-    cfg.write_text(SIM_STAGED.replace("latency_scale = 0", "latency_scale = 1.5"))
+    cfg.write_text(SIM_STAGED.replace("latency_scale = 0", "latency_scale = 1"))
     runner, batch_id = submit(tmp_path / "ws", cfg, BRIEFS[:2], simulate=True)
     reg = runner.registry
 

@@ -155,6 +155,22 @@ class VendorLimits:
                 self.waiting.pop(waiter, None)
                 cond.notify_all()  # the next in line may go now
 
+    async def acquire_many(self, holds: list[tuple[str, int, int]], timeout: float | None, pid: int, node: str,
+                           priority: int = 0) -> list[str] | None:
+        """Tokens for several limits, ``(name, units, capacity)`` each, taken in order as ``acquire`` takes one
+        (within one ``timeout``), or None, holding none of them, when one did not come free in time."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        tokens: list[str] = []
+        for name, units, capacity in holds:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            token = await self.acquire(name, units, capacity, left, pid, node, priority)
+            if token is None:
+                for taken in tokens:
+                    await self.release(taken)
+                return None
+            tokens.append(token)
+        return tokens
+
     async def release(self, token: str) -> None:
         hold = self.holds.get(token)
         if hold is None:
@@ -203,28 +219,39 @@ class RayLimiterBackend:
         self._thread: threading.Thread | None = None
 
     def acquire(self, name: str, units: int, capacity: int, timeout: float | None) -> object | None:
+        return self._ask(lambda priority: self.actor.acquire.remote(name, units, capacity, timeout, self.pid,
+                                                                    self.node, priority))
+
+    def acquire_many(self, holds: list[tuple[str, int, int]], timeout: float | None) -> object | None:
+        """Several limits in one round trip to the actor (a tuple of tokens), or None, holding none."""
+        tokens = self._ask(lambda priority: self.actor.acquire_many.remote(holds, timeout, self.pid, self.node,
+                                                                           priority))
+        return None if tokens is None else tuple(tokens)  # type: ignore[arg-type]
+
+    def _ask(self, remote: Callable[[int], Any]) -> Any:
         try:
             from image_gen.providers._limits import current_priority
 
-            token = ray.get(self.actor.acquire.remote(name, units, capacity, timeout, self.pid, self.node,
-                                                      current_priority()))
+            got = ray.get(remote(current_priority()))
         except Exception as exc:  # the limits actor is gone for good: nothing was sent, the runner may retry
             from image_gen.providers.base import RateLimited
 
             raise RateLimited(f"cluster-wide vendor limits unavailable ({type(exc).__name__}); not sent",
                               retry_after=5.0) from None
-        if token is not None:
+        if got is not None:
             with self._lock:
-                self._held.add(token)
+                self._held.update(got if isinstance(got, list) else [got])
                 if self._thread is None or not self._thread.is_alive():
                     self._thread = threading.Thread(target=self._renew, name="image-gen-limit-renew", daemon=True)
                     self._thread.start()
-        return token
+        return got
 
     def release(self, token: object) -> None:
+        tokens = list(token) if isinstance(token, tuple) else [token]
         with self._lock:
-            self._held.discard(str(token))
-        self.actor.release.remote(token)
+            self._held.difference_update(str(t) for t in tokens)
+        for t in tokens:
+            self.actor.release.remote(t)
 
     def _renew(self) -> None:
         while True:

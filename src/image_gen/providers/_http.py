@@ -319,18 +319,28 @@ class KeyedProvider:
         return Deadline.of(self.settings)
 
     @contextmanager
-    def _slot(self, deadline: Deadline) -> Iterator[None]:
+    def _slot(self, deadline: Deadline, limiter: _limits.WeightedLimiter | None = None,
+              units: int = 1) -> Iterator[None]:
         """One of this provider's ``max_concurrency`` places, waited for at most until the deadline (then
-        ``RateLimited``: nothing was sent)."""
+        ``RateLimited``: nothing was sent); with ``limiter`` (the vendor account's in-flight limit), ``units`` of
+        it too, taken after the place."""
         if not self._slots.acquire(timeout=max(0.0, deadline.remaining())):
             raise RateLimited(
                 f"{self.name}: all {self.settings.max_concurrency} local places stayed busy past the call's "
                 f"deadline ({deadline.describe()}); not sent",
                 retry_after=1.0,
             )
-        try:  # and, where a limiter backend is installed (a Ray worker), one of the vendor's places cluster-wide
-            with _limits.backend_hold(f"slots:{self.name}", 1, self.settings.max_concurrency, deadline.remaining()):
-                yield
+        try:
+            taken = limiter.acquire(units, timeout=max(0.0, deadline.remaining())) if limiter is not None else 0
+            try:  # and, where a limiter backend is installed (a Ray worker), the same places cluster-wide
+                holds = [(f"slots:{self.name}", 1, self.settings.max_concurrency)]
+                if limiter is not None and limiter.name is not None:
+                    holds.append((limiter.name, taken, limiter.capacity))
+                with _limits.backend_holds(holds, deadline.remaining()):
+                    yield
+            finally:
+                if limiter is not None:
+                    limiter.release(taken)
         finally:
             self._slots.release()
 

@@ -14,6 +14,7 @@ vendor gets its first call after one brief's earlier stages, not after every bri
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import itertools
@@ -71,6 +72,32 @@ def backend_hold(name: str, units: int, capacity: int, timeout: float | None) ->
     if token is None:
         raise RateLimited(f"shared limit {name}: no free place in time (capacity {capacity}); not sent",
                           retry_after=1.0)
+    try:
+        yield
+    finally:
+        backend.release(token)
+
+
+@contextmanager
+def backend_holds(holds: list[tuple[str, int, int]], timeout: float | None) -> Iterator[None]:
+    """Hold several shared limits, ``(name, units, capacity)`` each, in order, for the block: in one request where
+    the backend offers ``acquire_many`` (a cluster's limits actor: one round trip instead of one per limit), else
+    one ``backend_hold`` after another. ``RateLimited`` as ``backend_hold``."""
+    backend = _BACKEND
+    many = getattr(backend, "acquire_many", None)
+    if backend is None or many is None or len(holds) < 2:
+        with contextlib.ExitStack() as stack:
+            started = time.monotonic()
+            for name, units, capacity in holds:
+                left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+                stack.enter_context(backend_hold(name, units, capacity, left))
+            yield
+        return
+    asked = [(name, max(1, units), max(1, capacity)) for name, units, capacity in holds]
+    token = many(asked, timeout)
+    if token is None:
+        names = ", ".join(name for name, _, _ in asked)
+        raise RateLimited(f"shared limits {names}: no free place in time; not sent", retry_after=1.0)
     try:
         yield
     finally:

@@ -108,7 +108,7 @@ class BflProvider(_http.HttpProvider):
         if "max_active_tasks" in opts and limiter.capacity != capacity:
             limiter.set_capacity(capacity)  # the account's limit as configured (the limiter is shared per key)
         started = time.monotonic()
-        with self._slot(deadline), limiter.hold(1, timeout=max(0.0, deadline.remaining())):
+        with self._slot(deadline, limiter, 1):
             resp = _http.send(
                 self.client,
                 "POST",

@@ -99,7 +99,7 @@ class IdeogramProvider(_http.HttpProvider):
         endpoint, kwargs, sent = self._build(request, opts)
         limiter = _http.shared_limiter(VENDOR, key, int(opts.get("max_inflight", 10)))
         started = time.monotonic()
-        with self._slot(deadline), limiter.hold(max(1, request.num_images), timeout=max(0.0, deadline.remaining())):
+        with self._slot(deadline, limiter, max(1, request.num_images)):
             resp = _http.send(
                 self.client,
                 "POST",
