@@ -102,3 +102,35 @@ def test_core_writes_fill_defaults_return_keys_and_read_back(reg: Registry) -> N
     art = reg.artifact("s" * 64)
     assert art is not None and (art.path, art.width) == ("p", 2)  # the first writer wins
     assert not reg.transition("r4", ["completed"], "failed")  # compare-and-set: not from running
+
+
+def test_ctrl_c_while_a_run_is_being_finished_leaves_it_interrupted_not_running(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's final status and its lease are written in one transaction; Ctrl-C inside it rolls both back, and
+    the run, still held by its runner, is marked interrupted (never left ``running`` with nobody holding it)."""
+    from image_gen.config import load_config
+    from image_gen.errors import RunsInterrupted
+    from image_gen.pipeline.runner import Brief, Runner
+    from image_gen.workspace import Workspace
+
+    cfg = load_config({"pipeline": {"stages": ["draft:ideogram-v1-turbo"], "width": 128, "height": 128,
+                                    "qa": {"enabled": False}}})
+    from image_gen.pipeline.lease import Leases
+
+    runner = Runner(Workspace(tmp_path / "ws"), cfg, simulate=True)
+    real = Leases.clear
+
+    interrupted: list[str] = []
+
+    def clear_then_interrupt(self: Leases, run_id: str) -> None:
+        real(self, run_id)
+        if not interrupted:  # once: after the run's last writes, before their commit
+            interrupted.append(run_id)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Leases, "clear", clear_then_interrupt)
+    with pytest.raises(RunsInterrupted) as caught:
+        runner.start(Brief("a tin of tea"))
+    (run_id,) = caught.value.run_ids
+    run = runner.registry.get_run(run_id)
+    assert run is not None and run.status == "interrupted" and run.lease_owner is None, run

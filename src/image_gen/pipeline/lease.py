@@ -92,11 +92,19 @@ class Leases:
                 self._thread.start()
 
     def release(self, run_id: str) -> None:
+        """Give the run's lease up: in the registry first, then here (interrupted in between, the run is still
+        this runner's to mark interrupted)."""
+        self.clear(run_id)
+        self.forget(run_id)
+
+    def clear(self, run_id: str) -> None:
+        """Clear the run's lease in the registry if it is still this runner's (joins an open registry block)."""
+        self.registry.update_where(Run, run_id, {"lease_owner": self.owner}, lease_owner=None, lease_until=None)
+
+    def forget(self, run_id: str) -> None:
+        """Stop holding the run here (its lease was cleared in the registry, committed, by the caller)."""
         with self._lock:
             self._held.discard(run_id)
-        with self.registry.session() as s:
-            s.execute(update(Run).where(Run.id == run_id, Run.lease_owner == self.owner)
-                      .values(lease_owner=None, lease_until=None))
 
     def held(self) -> list[str]:
         with self._lock:

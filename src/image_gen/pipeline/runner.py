@@ -541,7 +541,9 @@ class Runner:
             return
         with self.registry.session():  # the figures read, the run's final status and its lease: one transaction
             self._finish_row(run_id, status, reason, error_kind)
-            self.leases.release(run_id)
+            self.leases.clear(run_id)
+        # only once that is committed: interrupted before, the run is still held here and marked interrupted
+        self.leases.forget(run_id)
 
     def _finish_row(self, run_id: str, status: str, reason: str | None, error_kind: str | None) -> None:
         stages = self.registry.stage_runs(run_id)

@@ -319,6 +319,23 @@ class Registry:
             if res.rowcount == 0:
                 raise KeyError(f"{model.__tablename__} {key!r} not found")
 
+    def update_where(self, model: type[Any], key: Any, where: dict[str, Any], **values: Any) -> int:
+        """Set ``values`` on the row with primary key ``key`` if its columns equal ``where`` (compare-and-set);
+        how many rows changed (0 or 1). One UPDATE statement, built once."""
+        table = model.__table__
+        names, conds = tuple(values), tuple(where)
+
+        def build() -> Any:
+            pk = table.primary_key.columns[0]
+            q = update(table).where(pk == bindparam("_key", type_=pk.type),
+                                    *[table.c[c] == bindparam("w_" + c, type_=table.c[c].type) for c in conds])
+            return q.values({n: bindparam("v_" + n, type_=table.c[n].type) for n in names})
+
+        stmt = self._statement(("update_where", table.name, names, conds), build)
+        params = {"_key": key, **{"w_" + c: v for c, v in where.items()}, **{"v_" + n: v for n, v in values.items()}}
+        with self.session() as s:
+            return int(self._conn(s).execute(stmt, params).rowcount)
+
     def transition(self, run_id: str, expected: Sequence[str], status: str, *, owner: str | None = None,
                    **values: Any) -> bool:
         """Compare-and-set: move the run to ``status`` only if its status is one of ``expected`` (and, with
