@@ -33,6 +33,15 @@ SHARED_FIXTURE_SCOPES = (
 )
 
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under xdist the workers (and the CLIs they start) share CI's two cores: ONNX Runtime's OCR and torch, each with
+    # a spinning thread pool of one thread per core by default, then steal each other's CPU (two processes OCRing at
+    # once took 6x as long as one; with one thread each, 2.5x less than that). One thread each in a worker; the
+    # results are the same, only the work is not split over threads. Set before torch or the OCR engine loads.
+    os.environ.setdefault("IMAGE_GEN_OCR_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 def shared_fixture_scope(nodeid: str) -> str:
     """The work unit of a test under xdist: its folder or file when listed above, else the test alone."""
     path = nodeid.split("::", 1)[0]
