@@ -58,17 +58,20 @@ lint:
 	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/mypy
 
-# The tests in two phases. First every test not marked `timing`, in parallel on TEST_WORKERS xdist workers (loadgroup
-# keeps the tests of an expensive shared fixture on one worker, see tests/conftest.py); then the `timing` tests (wall
-# time and short deadlines asserted, kills, Ctrl-C) alone in one process: beside other tests on CI's 2 cores they were
-# starved of CPU (a 0.5 s deadline measured at 1.5 s). Both phases always run; make test fails if either fails.
-# TEST_WORKERS=0 runs the first phase in one process too.
+# Lint and types, then the tests in two phases. ruff and mypy run beside the first phase: every test not marked
+# `timing`, in parallel on TEST_WORKERS xdist workers (loadgroup keeps the tests of an expensive shared fixture on one
+# worker, see tests/conftest.py). Then the `timing` tests (wall time and short deadlines asserted, kills, Ctrl-C) run
+# alone in one process: beside other tests on CI's 2 cores they were starved of CPU (a 0.5 s deadline measured at
+# 1.5 s). Every part always runs; make test fails if any of them fails. TEST_WORKERS=0: the first phase in one process.
 TEST_WORKERS ?= 2
 
-test: install-test lint
-	@$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not timing"; parallel=$$?; \
+test: install-test
+	@log=$$(mktemp); $(MAKE) --no-print-directory lint >"$$log" 2>&1 & lint=$$!; \
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not timing"; parallel=$$?; \
+	wait $$lint; lint=$$?; cat "$$log"; rm -f "$$log"; \
 	$(BIN)/pytest -q -m timing; serial=$$?; \
-	[ $$parallel -eq 0 ] && [ $$serial -eq 0 ] || { echo "tests failed: parallel phase $$parallel, serial (timing) phase $$serial"; exit 1; }
+	[ $$lint -eq 0 ] && [ $$parallel -eq 0 ] && [ $$serial -eq 0 ] || \
+		{ echo "make test failed: lint $$lint, tests in parallel $$parallel, timing tests $$serial"; exit 1; }
 
 bench:
 	$(BIN)/python benchmarks/bench_cli_startup.py
