@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # results are the same, only the work is not split over threads. Set before torch or the OCR engine loads.
     os.environ.setdefault("IMAGE_GEN_OCR_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+if not os.environ.get("PYTEST_XDIST_WORKER") and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    # Started in the background of a non-interactive shell (`cmd &`, nohup), this process and every CLI it starts
+    # would ignore SIGINT: the Ctrl-C tests (the `timing` phase of make test) would then test nothing but that.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def shared_fixture_scope(nodeid: str) -> str:
