@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,21 @@ SHARED_FIXTURE_SCOPES = (
     "tests/store/", "tests/ray/test_ray_executor.py", "tests/delivery/test_ten_briefs.py",
     "tests/delivery/test_deliver.py", "tests/delivery/test_encode.py", "tests/delivery/test_c2pa.py",
 )
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under xdist the workers (and the CLIs they start) share CI's two cores: ONNX Runtime's OCR and torch, each with
+    # a spinning thread pool of one thread per core by default, then steal each other's CPU (two processes OCRing at
+    # once took 6x as long as one; with one thread each, 2.5x less than that). One thread each in a worker; the
+    # results are the same, only the work is not split over threads. Set before torch or the OCR engine loads.
+    os.environ.setdefault("IMAGE_GEN_OCR_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+if not os.environ.get("PYTEST_XDIST_WORKER") and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    # Started in the background of a non-interactive shell (`cmd &`, nohup), this process and every CLI it starts
+    # would ignore SIGINT: the Ctrl-C tests (the `timing` phase of make test) would then test nothing but that.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def shared_fixture_scope(nodeid: str) -> str:

@@ -60,6 +60,7 @@ def test_bad_input_writes_nothing(tmp_path: Path, ws_path: Path) -> None:
     assert invoke("batch", "list", "--workspace", str(tmp_path / "nowhere"), "--json").code == 2
 
 
+@pytest.mark.timing
 def test_detach_returns_at_once_and_the_worker_finishes(tmp_path: Path, ws_path: Path) -> None:
     cfg, pf, ws = sim_config(tmp_path), prompts(tmp_path, 2), str(ws_path)
     t0 = time.monotonic()

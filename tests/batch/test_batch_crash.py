@@ -19,6 +19,9 @@ from tests.fakes import FakeIdeogram
 from tests.fakes.fixtures import IDEOGRAM_KEY
 from tests.reliability._support import cli, popen, run_together, wait_for
 
+# timing: SIGKILL of a batch worker and cancel while calls are in flight (make test runs it serially)
+pytestmark = pytest.mark.timing
+
 BRIEFS, STAGES = 6, 2
 
 

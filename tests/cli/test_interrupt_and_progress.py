@@ -10,8 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.cli.conftest import fast_config
 from tests.core.helpers import invoke
+
+# timing: Ctrl-C (SIGINT) and a pipe read while the run goes on (make test runs it serially)
+pytestmark = pytest.mark.timing
 
 
 def _start(tmp_path: Path, cfg: Path, ws: Path) -> subprocess.Popen[str]:

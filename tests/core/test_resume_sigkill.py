@@ -11,7 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.core.helpers import SMALL_STAGED, invoke, write
+
+# timing: SIGKILL at a point of the run, polled for (make test runs it serially)
+pytestmark = pytest.mark.timing
 
 
 def _stage_status(db: Path) -> dict[str, str]:

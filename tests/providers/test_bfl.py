@@ -138,6 +138,7 @@ def test_a_failed_or_lost_task_is_maybe_billed_and_not_resubmitted(bfl: FakeBFL,
     assert len(bfl.calls("/v1/flux-2-pro")) == 1
 
 
+@pytest.mark.timing
 def test_slow_polling_ends_at_the_calls_deadline(bfl: FakeBFL) -> None:
     bfl.hang_s = 30.0
     bfl.faults.force("slow")

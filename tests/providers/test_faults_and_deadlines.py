@@ -33,6 +33,9 @@ from tests.fakes._vendor import FakeVendor
 from tests.fakes.fixtures import BFL_KEY, GEMINI_KEY, IDEOGRAM_KEY, STABILITY_KEY
 from tests.fakes.host_fixtures import FAL_KEY, OPENAI_KEY, REPLICATE_KEY
 
+# timing: every call runs under a 0.4-0.7 s deadline and several assert elapsed time (make test runs it serially)
+pytestmark = pytest.mark.timing
+
 PROMPT = 'Studio photo of a bottle, label reads "AQUA PURE"'
 TIMEOUT_S = 0.5
 SLACK_S = 0.6

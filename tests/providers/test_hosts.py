@@ -196,6 +196,7 @@ def test_fal_refuses_a_field_the_endpoint_does_not_take(fake_fal: FakeFal, monke
     assert result.metadata["not_sent"] == ["negative_prompt"] and fake_fal.billed_calls == 1
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("host", ["fal", "replicate"])
 def test_slow_queue_ends_at_the_deadline_and_is_cancelled(
     host: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch

@@ -108,6 +108,7 @@ def _dripping(chunks: int, every_s: float) -> httpx.MockTransport:
     return httpx.MockTransport(handler)
 
 
+@pytest.mark.timing
 def test_send_stops_a_dripping_body_at_the_deadline_even_without_a_socket() -> None:
     client = httpx.Client(transport=_dripping(100, 0.05))
     deadline = _http.Deadline(0.3)
@@ -172,6 +173,7 @@ def test_deadline_timeouts_never_exceed_the_time_left() -> None:
     assert _http.Deadline(5, connect_s=0.5).timeout().connect == 0.5
 
 
+@pytest.mark.timing
 def test_deadline_transport_passes_through_outside_a_scope_and_bounds_inside() -> None:
     client = _http.with_deadlines(httpx.Client(transport=_dripping(40, 0.05)))
     assert client.get("http://vendor.test/x").content == b"x" * 640  # no scope: untouched

@@ -223,6 +223,7 @@ def test_inflight_429_is_a_rate_limit(provider: IdeogramProvider, fake_ideogram:
         provider.generate(ImageRequest(model="ideogram-v2a", vendor_model="V_2A", prompt=PROMPT))
 
 
+@pytest.mark.timing
 def test_hang_past_the_read_timeout_is_transient(
     fake_ideogram: FakeIdeogram, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -173,6 +173,7 @@ def test_without_a_backend_nothing_changes() -> None:
 # -- the actor's bookkeeping, driven directly (no Ray started) -------------------------------------------------------
 
 
+@pytest.mark.timing
 def test_the_limits_actor_grants_up_to_capacity_and_times_out() -> None:
     pytest.importorskip("ray")
     from image_gen.pipeline.executors_ray import VendorLimits
@@ -194,6 +195,7 @@ def test_the_limits_actor_grants_up_to_capacity_and_times_out() -> None:
     run_alone(scenario)
 
 
+@pytest.mark.timing
 def test_expired_holds_and_dead_holders_give_their_places_back() -> None:
     pytest.importorskip("ray")
     from image_gen.pipeline.executors_ray import VendorLimits

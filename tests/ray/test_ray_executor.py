@@ -20,7 +20,8 @@ from tests.fakes.fixtures import GEMINI_KEY, IDEOGRAM_KEY, STABILITY_KEY
 
 ray = pytest.importorskip("ray")
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+# timing: a worker killed while it waits, calls that must overlap, Ctrl-C (make test runs it serially)
+pytestmark = [pytest.mark.slow, pytest.mark.timing, pytest.mark.timeout(240)]
 
 BRIEFS = [
     'Hero shot of a water bottle, label reads "AQUA PURE"',

@@ -19,6 +19,9 @@ from image_gen.imaging.tiling import TilePlan
 from tests.core.helpers import invoke
 from tests.reliability._support import cli, env, popen, sqlite_rows, wait_for, write
 
+# timing: SIGKILL at ten points of the run, polled for every 5 ms (make test runs it serially)
+pytestmark = pytest.mark.timing
+
 SIZE, TILE, OVERLAP = 256, 192, 32
 CRASH = f"""
 name = "crash"

@@ -18,6 +18,9 @@ import pytest
 from tests.fakes import FakeGoogle, FakeIdeogram, FakeStability
 from tests.providers._cli import as_json, assert_no_key_anywhere, image_gen, rows
 
+# timing: 0.3 s call deadlines with exact counts of what timed out (make test runs it serially)
+pytestmark = pytest.mark.timing
+
 RUNS = 50
 PER_RUN_USD = 0.30
 PER_DAY_USD = 9.00

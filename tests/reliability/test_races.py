@@ -243,6 +243,7 @@ fail_rate = 0.0
 """
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 def test_resume_refuses_a_live_run_and_changes_nothing(tmp_path: Path, ws_path: Path) -> None:
     cfg = write(tmp_path / "slow.toml", SLOW)
@@ -289,6 +290,7 @@ fail_rate = 0.0
 """
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 def test_resume_force_takes_over_and_the_old_process_steps_aside(tmp_path: Path, ws_path: Path) -> None:
     """``resume --force`` on a live run: the new owner finishes it; the old process stops before its next call
