@@ -115,20 +115,18 @@ def test_ctrl_c_while_a_run_is_being_finished_leaves_it_interrupted_not_running(
 
     cfg = load_config({"pipeline": {"stages": ["draft:ideogram-v1-turbo"], "width": 128, "height": 128,
                                     "qa": {"enabled": False}}})
-    from image_gen.pipeline.lease import Leases
-
     runner = Runner(Workspace(tmp_path / "ws"), cfg, simulate=True)
-    real = Leases.clear
-
+    real = Registry.transition
     interrupted: list[str] = []
 
-    def clear_then_interrupt(self: Leases, run_id: str) -> None:
-        real(self, run_id)
-        if not interrupted:  # once: after the run's last writes, before their commit
-            interrupted.append(run_id)
+    def transition_then_interrupt(self: Registry, run_id: str, *args: object, **kwargs: object) -> bool:
+        done = real(self, run_id, *args, **kwargs)  # type: ignore[arg-type]
+        if not interrupted and kwargs.get("final_artifact") is not None:  # the run's final status, once:
+            interrupted.append(run_id)  # after its last writes, before their commit
             raise KeyboardInterrupt
+        return done
 
-    monkeypatch.setattr(Leases, "clear", clear_then_interrupt)
+    monkeypatch.setattr(Registry, "transition", transition_then_interrupt)
     with pytest.raises(RunsInterrupted) as caught:
         runner.start(Brief("a tin of tea"))
     (run_id,) = caught.value.run_ids

@@ -540,12 +540,14 @@ class Runner:
             self.leases.release(run_id)
             return
         with self.registry.session():  # the figures read, the run's final status and its lease: one transaction
-            self._finish_row(run_id, status, reason, error_kind)
-            self.leases.clear(run_id)
+            if not self._finish_row(run_id, status, reason, error_kind):
+                self.leases.clear(run_id)  # the run changed under us: its lease still goes, if it is ours
         # only once that is committed: interrupted before, the run is still held here and marked interrupted
         self.leases.forget(run_id)
 
-    def _finish_row(self, run_id: str, status: str, reason: str | None, error_kind: str | None) -> None:
+    def _finish_row(self, run_id: str, status: str, reason: str | None, error_kind: str | None) -> bool:
+        """Write the run's figures and final status, its lease cleared with them; False when the run was no longer
+        this runner's to write (the compare-and-set changed nothing)."""
         stages = self.registry.stage_runs(run_id)
         done = [s for s in stages if s.status == "done" and s.artifact_sha]
         final = done[-1] if done else None
@@ -563,11 +565,9 @@ class Runner:
         )
         if status == "cancelled":  # someone else already set it; record the figures only
             # (only on a cancelled run: a run taken over by ``resume --force`` belongs to its new owner)
-            with self.registry.session() as s:
-                s.execute(update(Run).where(Run.id == run_id, Run.status == "cancelled").values(
-                    **{k: v for k, v in values.items() if k not in ("reason", "error_kind")}))
-        else:
-            self.registry.transition(run_id, ["running"], status, owner=self.leases.owner, **values)
+            return self.registry.update_where(Run, run_id, {"status": "cancelled"}, **{
+                k: v for k, v in values.items() if k not in ("reason", "error_kind")}) == 1
+        return self.registry.transition(run_id, ["running"], status, owner=self.leases.owner, **values)
 
     def outcome(self, run_id: str) -> RunOutcome:
         with self.registry.reading():  # one snapshot

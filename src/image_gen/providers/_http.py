@@ -314,6 +314,10 @@ class KeyedProvider:
             raise NotConfigured(self.missing_key or f"{self.name}: {self.key_env[0]} is not set")
         return key
 
+    def _options(self, request: ImageRequest) -> dict[str, Any]:
+        """The provider's options (settings) with the request's own on top."""
+        return {**self.settings.options, **dict(request.options)}
+
     def _deadline(self) -> Deadline:
         """The deadline of a call starting now (``settings.timeout_s`` for the whole call)."""
         return Deadline.of(self.settings)

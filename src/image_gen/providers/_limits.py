@@ -38,7 +38,8 @@ def key_fingerprint(key: str) -> str:
 class LimiterBackend(Protocol):
     """Places shared beyond this process. ``acquire`` returns a token, or None when no place came free within
     ``timeout`` seconds (None: wait as long as it takes); ``capacity`` is the limit the caller knows (the latest
-    one counts)."""
+    one counts). A backend may also offer ``acquire_many(holds, timeout)``: several ``(name, units, capacity)`` in
+    one request, all or none, its token released by ``release`` (``backend_holds`` uses it where it is there)."""
 
     def acquire(self, name: str, units: int, capacity: int, timeout: float | None) -> object | None: ...
 

@@ -99,7 +99,7 @@ class BflProvider(_http.HttpProvider):
     def generate(self, request: ImageRequest) -> ImageResult:
         key = self._require_key()
         deadline = self._deadline()
-        opts = {**self.settings.options, **dict(request.options)}
+        opts = self._options(request)
         model = request.vendor_model
         body = self._body(request, opts)
         endpoint = f"/v1/{model}"

@@ -76,7 +76,7 @@ class FalProvider(_http.HttpProvider):
 
     def generate(self, request: ImageRequest) -> ImageResult:
         key = self._require_key()
-        opts = {**self.settings.options, **dict(request.options)}
+        opts = self._options(request)
         body, dropped = _hosted.build_input(request, opts, FIELDS, "image_size", VENDOR)
         endpoint = request.vendor_model.strip("/")
         deadline = self._deadline()

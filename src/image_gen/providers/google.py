@@ -121,7 +121,7 @@ class GoogleProvider(_http.KeyedProvider):
             raise BadRequest(f"google: {request.model} does not upscale")
         client = self._sdk(key)  # building the SDK client (imports) is no part of the call's time
         deadline = self._deadline()
-        opts = {**self.settings.options, **dict(request.options)}
+        opts = self._options(request)
         started = time.monotonic()
         with self._slot(deadline), _http.deadline_scope(deadline, VENDOR), _ErrorMap(request, key):
             if request.vendor_model.startswith("imagen"):

@@ -87,10 +87,6 @@ class IdeogramProvider(_http.HttpProvider):
     base_url_env = "IDEOGRAM_BASE_URL"
     default_base_url = DEFAULT_BASE_URL
 
-    # -- configuration -------------------------------------------------------------------------------
-    def _options(self, request: ImageRequest) -> dict[str, Any]:
-        return {**self.settings.options, **dict(request.options)}
-
     # -- the contract --------------------------------------------------------------------------------
     def generate(self, request: ImageRequest) -> ImageResult:
         key = self._require_key()

@@ -140,7 +140,7 @@ class OpenAIImagesProvider(_http.KeyedProvider):
             raise BadRequest(f"openai: {request.model} does not upscale")
         if request.operation == "img2img" and not request.init_image:
             raise BadRequest("openai: image-to-image needs an input image")
-        opts = {**self.settings.options, **dict(request.options)}
+        opts = self._options(request)
         kwargs, sent = self._build(request, opts)
         client = self._sdk(key)  # building the SDK client (imports) is no part of the call's time
         deadline = self._deadline()

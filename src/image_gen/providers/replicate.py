@@ -78,7 +78,7 @@ class ReplicateProvider(_http.HttpProvider):
     def generate(self, request: ImageRequest) -> ImageResult:
         key = self._require_key()
         owner, model, version = parse_model(request.vendor_model)
-        opts = {**self.settings.options, **dict(request.options)}
+        opts = self._options(request)
         body_input, dropped = _hosted.build_input(request, opts, FIELDS, "aspect_ratio", VENDOR)
         if version:
             path, body = "/v1/predictions", {"version": version, "input": body_input}

@@ -62,7 +62,7 @@ class StabilityProvider(_http.HttpProvider):
     # -- the contract --------------------------------------------------------------------------------
     def generate(self, request: ImageRequest) -> ImageResult:
         key = self._require_key()
-        opts = {**self.settings.options, **dict(request.options)}
+        opts = self._options(request)
         if request.num_images != 1:
             raise BadRequest("stability: one image per call (num_images must be 1)")
         self._rate = _http.shared_rate_window(VENDOR, key, int(opts.get("max_requests_per_10s", 150)), 10.0)

@@ -269,10 +269,10 @@ class Registry:
                            lambda: select(table).where(pk == bindparam("_key", type_=pk.type)), {"_key": key})
         return found[0] if found else None
 
-    def insert(self, obj: Any) -> Any:
-        """Insert ``obj``'s row (one Core INSERT; python-side column defaults filled in on the object too) and set
-        its generated primary key on it. Joins an open ``session()`` block."""
-        table = type(obj).__table__
+    @staticmethod
+    def _row_values(table: Any, obj: Any) -> dict[str, Any]:
+        """``obj``'s column values for an INSERT, with the python-side defaults an ORM add would fill (set on the
+        object too)."""
         values = {c.key: getattr(obj, c.key) for c in table.columns if getattr(obj, c.key, None) is not None}
         for c in table.columns:
             if c.key not in values and c.default is not None and not c.primary_key:
@@ -280,21 +280,27 @@ class Registry:
                 if arg is not None:
                     values[c.key] = arg(None) if callable(arg) else arg
                     setattr(obj, c.key, values[c.key])
+        return values
+
+    @staticmethod
+    def _bound(table: Any, names: Sequence[str], prefix: str = "v_") -> dict[str, Any]:
+        """A bound parameter per column of ``names`` (``prefix`` + name, of the column's type)."""
+        return {n: bindparam(prefix + n, type_=table.c[n].type) for n in names}
+
+    def insert(self, obj: Any) -> Any:
+        """Insert ``obj``'s row (one Core INSERT; python-side column defaults filled in on the object too) and set
+        its generated primary key on it. Joins an open ``session()`` block."""
+        table = type(obj).__table__
+        values = self._row_values(table, obj)
         names = tuple(values)
-        stmt = self._statement(("insert", table.name, names), lambda: insert(table).values(
-            {n: bindparam("v_" + n, type_=table.c[n].type) for n in names}))
+        stmt = self._statement(("insert", table.name, names),
+                               lambda: insert(table).values(self._bound(table, names)))
         with self.session() as s:
             res = self._conn(s).execute(stmt, {"v_" + n: v for n, v in values.items()})
         pk = table.primary_key.columns[0]
         if getattr(obj, pk.key, None) is None and res.inserted_primary_key is not None:
             setattr(obj, pk.key, res.inserted_primary_key[0])
         return obj
-
-    def scalar(self, key: Any, build: Callable[[], Any], **params: Any) -> Any:
-        """The first column of the first row of a Core statement built once under ``key`` (joins an open block)."""
-        stmt = self._statement(key, build)
-        with self.reading() as s:
-            return self._conn(s).execute(stmt, params).scalar()
 
     def first(self, key: Any, build: Callable[[], Any], **params: Any) -> Any:
         """The first row (or None) of a Core statement built once under ``key`` (joins an open block)."""
@@ -305,19 +311,8 @@ class Registry:
     def update(self, model: type[Any], key: Any, **values: Any) -> None:
         """Set ``values`` on the row with primary key ``key``: one UPDATE statement (column ``onupdate`` defaults
         apply), ``KeyError`` when no such row."""
-        table = model.__table__
-        names = tuple(values)
-
-        def build() -> Any:
-            pk = table.primary_key.columns[0]
-            return (update(table).where(pk == bindparam("_key", type_=pk.type))
-                    .values({n: bindparam("v_" + n, type_=table.c[n].type) for n in names}))
-
-        stmt = self._statement(("update", table.name, names), build)
-        with self.session() as s:
-            res = self._conn(s).execute(stmt, {"_key": key, **{"v_" + n: v for n, v in values.items()}})
-            if res.rowcount == 0:
-                raise KeyError(f"{model.__tablename__} {key!r} not found")
+        if self.update_where(model, key, {}, **values) == 0:
+            raise KeyError(f"{model.__tablename__} {key!r} not found")
 
     def update_where(self, model: type[Any], key: Any, where: dict[str, Any], **values: Any) -> int:
         """Set ``values`` on the row with primary key ``key`` if its columns equal ``where`` (compare-and-set);
@@ -327,11 +322,11 @@ class Registry:
 
         def build() -> Any:
             pk = table.primary_key.columns[0]
-            q = update(table).where(pk == bindparam("_key", type_=pk.type),
-                                    *[table.c[c] == bindparam("w_" + c, type_=table.c[c].type) for c in conds])
-            return q.values({n: bindparam("v_" + n, type_=table.c[n].type) for n in names})
+            return (update(table).where(pk == bindparam("_key", type_=pk.type),
+                                        *[table.c[c] == p for c, p in self._bound(table, conds, "w_").items()])
+                    .values(self._bound(table, names)))
 
-        stmt = self._statement(("update_where", table.name, names, conds), build)
+        stmt = self._statement(("update", table.name, names, conds), build)
         params = {"_key": key, **{"w_" + c: v for c, v in where.items()}, **{"v_" + n: v for n, v in values.items()}}
         with self.session() as s:
             return int(self._conn(s).execute(stmt, params).rowcount)
@@ -348,7 +343,7 @@ class Registry:
                                     table.c.status.in_(bindparam("_expected", expanding=True)))
             if owner is not None:
                 q = q.where(table.c.lease_owner == bindparam("_owner"))
-            return q.values({n: bindparam("v_" + n, type_=table.c[n].type) for n in names})
+            return q.values(self._bound(table, names))
 
         stmt = self._statement(("transition", owner is not None, names), build)
         params = {"_key": run_id, "_expected": list(expected), "_owner": owner,
@@ -493,17 +488,14 @@ class Registry:
 
     def _insert_ignore(self, model: type[Any], obj: Any, key: str) -> None:
         table = model.__table__
-        values = {c.key: getattr(obj, c.key) for c in table.columns if getattr(obj, c.key, None) is not None}
-        for c in table.columns:  # python-side defaults (created_at) that an ORM add would fill
-            if c.key not in values and c.default is not None and callable(getattr(c.default, "arg", None)):
-                values[c.key] = c.default.arg(None)
+        values = self._row_values(table, obj)
         names = tuple(values)
         if self.dialect in ("postgresql", "sqlite"):
             def build() -> Any:
                 from sqlalchemy.dialects import postgresql, sqlite
 
                 dialect_insert: Any = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-                return (dialect_insert(table).values({n: bindparam("v_" + n, type_=table.c[n].type) for n in names})
+                return (dialect_insert(table).values(self._bound(table, names))
                         .on_conflict_do_nothing(index_elements=[key]))
 
             stmt = self._statement(("insert_ignore", table.name, names), build)
